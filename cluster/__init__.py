@@ -1,0 +1,1 @@
+"""Dask cluster factories: local, and batch-system workers through dask-jobqueue."""

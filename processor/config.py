@@ -1,0 +1,443 @@
+"""The run configuration: one pydantic schema, validated once at load, with readable errors."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+RELEASES = ("2025e-13tev-beta", "2020e-13tev", "2024r-pp", "2016e-8tev")
+Release = Literal["2025e-13tev-beta", "2020e-13tev", "2024r-pp", "2016e-8tev"]
+FormatName = Literal["auto", "2025e", "2020e", "2016e", "physlite"]
+#: Object types in combination-label order (DESIGN §2): e, m, j, b, g, t.
+COMBO_ORDER = ("e", "m", "j", "b", "g", "t")
+#: Object types in category-label order (DESIGN §2): e, m, j, g, t, b.
+CATEGORY_ORDER = ("e", "m", "j", "g", "t", "b")
+
+# Keys of the seed pipeline's config that have no meaning here, with what to do instead.
+RETIRED_KEYS = {
+    "paths": "paths are derived from the run directory; remove the 'paths:' block",
+    "tasks.do_parsing": "files are streamed by coffea, there is no parsing stage; remove it",
+    "tasks.do_mass_calculation": "masses are always computed by the processor; remove it",
+    "parsing_task_config.release_years": "use 'parsing_task_config.release' (one of "
+    + ", ".join(RELEASES)
+    + ")",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is wrong; the message names the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunMetadata(_Strict):
+    """Where a run writes its directory and what it is called."""
+
+    run_name: str = Field("bumpnet", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    base_output_dir: Path = Path("./output")
+
+
+class Tasks(_Strict):
+    """Stage toggles that still mean something: reading and masses always run."""
+
+    do_post_processing: bool = True
+    do_histogram_creation: bool = True
+    do_plots: bool = True
+
+
+class ParsingConfig(_Strict):
+    """Which ATLAS Open Data files to read (the seed's 'parsing' stage)."""
+
+    release: Release = "2025e-13tev-beta"
+    skim: str = "2to4lep"
+    samples: Literal["data", "mc", "both"] = "data"
+    #: DSIDs or physics_short names (MC) / data keys; None = every dataset of the chosen samples.
+    datasets: list[str | int] | None = None
+    #: per dataset; None = all files. The choice is deterministic (sorted URLs, first N).
+    max_files_to_process: PositiveInt | None = None
+    protocol: Literal["root", "https"] = "https"
+    format: FormatName = "auto"
+    tree_name: str | None = None
+    download: bool = False
+    cache_dir: Path | None = None
+    offline: bool = False
+    metadata_cache_expiry_hours: PositiveFloat = 168.0
+    #: Local files, globs or URLs; when set, used instead of the release listing.
+    inputs: list[str] | None = None
+
+
+class ObjectCuts(_Strict):
+    """Kinematic and quality requirements for one object type (GeV)."""
+
+    pt_min: float = Field(ge=0)
+    abs_eta_max: PositiveFloat
+    id: Literal["loose", "medium", "tight"] | None = None
+    iso: Literal["loose", "tight"] | None = None
+    #: count limit: an event with more selected objects of this type is dropped.
+    max_count: int = Field(4, ge=0, le=8)
+
+
+def _cuts_class(name: str, pt_min: float, abs_eta_max: float) -> type[ObjectCuts]:
+    """An ObjectCuts subclass whose defaults are one object type's DESIGN cuts."""
+    return type(
+        name,
+        (ObjectCuts,),
+        {
+            "__annotations__": {"pt_min": float, "abs_eta_max": float},
+            "pt_min": Field(pt_min, ge=0),
+            "abs_eta_max": Field(abs_eta_max, gt=0),
+            "__doc__": f"{name}: pT > {pt_min} GeV, |eta| < {abs_eta_max} by default.",
+        },
+    )
+
+
+ElectronCuts = _cuts_class("ElectronCuts", 25.0, 2.47)
+MuonCuts = _cuts_class("MuonCuts", 25.0, 2.5)
+JetCuts = _cuts_class("JetCuts", 30.0, 4.5)
+PhotonCuts = _cuts_class("PhotonCuts", 25.0, 2.37)
+TauCuts = _cuts_class("TauCuts", 20.0, 2.5)
+
+
+class BTagging(_Strict):
+    """Optional b-tagging: tagged jets move from j to b."""
+
+    enabled: bool = False
+    #: 2025e: jet_btag_quantile >= this (1-5; 4 = 77 % WP).
+    quantile_min: int = Field(4, ge=1, le=5)
+    #: 2020e/2016e: jet_MV2c10 > this (0.83 ~ 77 % WP).
+    mv2c10_min: float = 0.83
+    max_count: int = Field(4, ge=0, le=8)
+
+
+class ObjectSelection(_Strict):
+    """Per-type object selection (DESIGN §2 defaults)."""
+
+    types: list[Literal["e", "m", "j", "g", "t"]] = ["e", "m", "j", "g", "t"]
+    electrons: ElectronCuts = Field(default_factory=ElectronCuts)
+    muons: MuonCuts = Field(default_factory=MuonCuts)
+    jets: JetCuts = Field(default_factory=JetCuts)
+    photons: PhotonCuts = Field(default_factory=PhotonCuts)
+    taus: TauCuts = Field(default_factory=TauCuts)
+    btagging: BTagging = Field(default_factory=BTagging)
+
+    @field_validator("types")
+    @classmethod
+    def _unique_types(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v) or not v:
+            raise ValueError("list each object type once, e.g. [e, m, j, g, t]")
+        return v
+
+    def active_types(self) -> tuple[str, ...]:
+        """Object types in combination order, with b when b-tagging is on."""
+        wanted = set(self.types)
+        if self.btagging.enabled:
+            wanted.add("b")
+        return tuple(t for t in COMBO_ORDER if t in wanted)
+
+    def cuts(self, obj: str) -> ObjectCuts:
+        """Cuts for a one-letter object type (b-jets use the jet cuts)."""
+        return {
+            "e": self.electrons,
+            "m": self.muons,
+            "j": self.jets,
+            "b": self.jets,
+            "g": self.photons,
+            "t": self.taus,
+        }[obj]
+
+    def max_count(self, obj: str) -> int:
+        """Count limit of a type: more selected objects than this drops the event."""
+        return self.btagging.max_count if obj == "b" else self.cuts(obj).max_count
+
+
+class CombinationConfig(_Strict):
+    """Which final states count and which object combinations get a mass (DESIGN §2)."""
+
+    min_types: int = Field(1, ge=1, le=6)
+    max_types: int = Field(4, ge=1, le=6)
+    min_count: int = Field(1, ge=1, le=8)
+    max_count: int = Field(4, ge=1, le=8)
+    min_objects: int = Field(2, ge=1, le=8)
+    max_objects: int = Field(4, ge=1, le=8)
+    mode: Literal["leading_only", "include_subleading"] = "leading_only"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CombinationConfig:
+        for lo, hi in (("min_types", "max_types"), ("min_count", "max_count")):
+            if getattr(self, lo) > getattr(self, hi):
+                raise ValueError(f"{lo} must be <= {hi}")
+        if self.min_objects > self.max_objects:
+            raise ValueError("min_objects must be <= max_objects")
+        return self
+
+
+class MassCalculationConfig(_Strict):
+    """Final states, combinations, masses, weights and the fine histogram grid."""
+
+    min_events_per_fs: int = Field(100, ge=0)
+    combinations: CombinationConfig = Field(default_factory=CombinationConfig)
+    #: 'stored': four-momentum as in the file; 'pdg': the original's fixed PDG masses.
+    mass_hypothesis: Literal["stored", "pdg"] = "stored"
+    #: 'none': every event counts 1; 'mc': MC events get DESIGN §4 weights, data weight 1.
+    weighting: Literal["none", "mc"] = "none"
+    #: pb^-1; None = the release's luminosity (36600 for 2025e, 10000 for 2020e).
+    luminosity_pb: PositiveFloat | None = None
+    #: ScaleFactor branches multiplied into MC weights; None = the format's standard set.
+    scale_factors: list[str] | None = None
+    fine_bin_width_gev: PositiveFloat = 5.0
+    mass_max_gev: PositiveFloat = 13000.0
+
+    @model_validator(mode="after")
+    def _grid(self) -> MassCalculationConfig:
+        if not _is_multiple(self.mass_max_gev, self.fine_bin_width_gev):
+            raise ValueError(
+                "mass_max_gev must be a multiple of fine_bin_width_gev "
+                f"({self.mass_max_gev} / {self.fine_bin_width_gev})"
+            )
+        return self
+
+
+class PostProcessingConfig(_Strict):
+    """Post-processing on the accumulated histograms (never per chunk)."""
+
+    peak_removal: bool = True
+    peak_bin_width_gev: PositiveFloat = 10.0
+    split_outliers: bool = True
+    z_peak_cut: bool = False
+    z_peak_cut_gev: float = Field(115.0, ge=0)
+    max_mass_cut: bool = False
+    max_mass_gev: PositiveFloat = 10000.0
+
+
+class HistogramCreationConfig(_Strict):
+    """Names and binning of the output histograms."""
+
+    use_bumpnet_naming: bool = True
+    bin_width_gev: PositiveFloat = 10.0
+    exclude_outliers: bool = True
+    output_file: str = Field("bumpnet_histograms.root", pattern=r"^[^/\\]+\.root$")
+    raw_output_file: str = Field("raw_histograms.root", pattern=r"^[^/\\]+\.root$")
+
+
+class ExecutorConfig(_Strict):
+    """coffea executor settings."""
+
+    chunksize: PositiveInt = 200_000
+    retries: int = Field(3, ge=0)
+    #: None: on for release runs, off for --input runs.
+    skipbadfiles: bool | None = None
+    align_clusters: bool = True
+    maxchunks: PositiveInt | None = None
+    treereduction: int = Field(20, ge=2)
+
+
+class LocalClusterConfig(_Strict):
+    """A distributed.LocalCluster on this machine."""
+
+    n_workers: PositiveInt | None = None
+    threads_per_worker: PositiveInt = 1
+    memory_limit: str = "auto"
+    dashboard_address: str = "127.0.0.1:8787"
+
+
+class AdaptiveConfig(_Strict):
+    """Adaptive scaling of batch workers."""
+
+    minimum_jobs: int = Field(1, ge=0)
+    maximum_jobs: PositiveInt = 10
+
+
+class BatchClusterConfig(_Strict):
+    """A dask-jobqueue cluster whose workers run as batch jobs."""
+
+    kind: Literal["pbs", "slurm", "htcondor"] = "pbs"
+    queue: str | None = None
+    account: str | None = None
+    cores: PositiveInt = 1
+    memory: str = "4GB"
+    processes: PositiveInt = 1
+    walltime: str = Field("04:00:00", pattern=r"^\d+:\d\d:\d\d$")
+    #: PBS Pro syntax by default; Torque sites: "nodes=1:ppn=1". None = dask-jobqueue's default.
+    resource_spec: str | None = None
+    job_extra_directives: list[str] = []
+    job_script_prologue: list[str] = []
+    interface: str | None = None
+    scheduler_host: str | None = None
+    n_jobs: PositiveInt = 2
+    adaptive: AdaptiveConfig | None = None
+    worker_timeout_s: PositiveFloat = 300.0
+    tls: bool = True
+    python: str | None = None
+    #: None = the run directory's logs/.
+    log_directory: Path | None = None
+    dashboard_address: str = ":8787"
+
+
+class ClusterConfig(_Strict):
+    """Local and batch cluster settings."""
+
+    local: LocalClusterConfig = Field(default_factory=LocalClusterConfig)
+    pbs: BatchClusterConfig = Field(default_factory=BatchClusterConfig)
+
+
+class Config(_Strict):
+    """The whole run configuration (config.yaml)."""
+
+    run_metadata: RunMetadata = Field(default_factory=RunMetadata)
+    tasks: Tasks = Field(default_factory=Tasks)
+    parsing_task_config: ParsingConfig = Field(default_factory=ParsingConfig)
+    object_selection: ObjectSelection = Field(default_factory=ObjectSelection)
+    mass_calculation_task_config: MassCalculationConfig = Field(
+        default_factory=MassCalculationConfig
+    )
+    post_processing_task_config: PostProcessingConfig = Field(default_factory=PostProcessingConfig)
+    histogram_creation_task_config: HistogramCreationConfig = Field(
+        default_factory=HistogramCreationConfig
+    )
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+
+    @model_validator(mode="after")
+    def _binning(self) -> Config:
+        fine = self.mass_calculation_task_config.fine_bin_width_gev
+        checks = {
+            "histogram_creation_task_config.bin_width_gev": (
+                self.histogram_creation_task_config.bin_width_gev
+            ),
+            "post_processing_task_config.peak_bin_width_gev": (
+                self.post_processing_task_config.peak_bin_width_gev
+            ),
+        }
+        pp = self.post_processing_task_config
+        if pp.z_peak_cut:
+            checks["post_processing_task_config.z_peak_cut_gev"] = pp.z_peak_cut_gev
+        if pp.max_mass_cut:
+            checks["post_processing_task_config.max_mass_gev"] = pp.max_mass_gev
+        for key, value in checks.items():
+            if not _is_multiple(value, fine):
+                raise ValueError(
+                    f"{key}={value} is not a multiple of "
+                    f"mass_calculation_task_config.fine_bin_width_gev={fine}; "
+                    "choose a multiple or a finer fine_bin_width_gev"
+                )
+        return self
+
+    # -- helpers ---------------------------------------------------------------
+    def digest(self) -> str:
+        """A stable SHA-256 of the resolved configuration."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def to_yaml(self) -> str:
+        """The resolved configuration as YAML."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _is_multiple(value: float, step: float) -> bool:
+    ratio = value / step
+    return abs(ratio - round(ratio)) < 1e-9 * max(1.0, abs(ratio))
+
+
+def _known_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
+    """The field names valid at a dotted location of the schema."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = tuple(p for p in err["loc"] if p != "__root__")
+    key = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        retired = RETIRED_KEYS.get(key)
+        if retired:
+            return f"config key '{key}' is not used any more: {retired}"
+        parent, name = loc[:-1], str(loc[-1])
+        known = _known_keys(Config, parent)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(known)}"
+        return f"unknown config key '{key}': {hint}"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if not key:
+        return msg
+    if "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+        return f"config key '{key}': {msg} (got {err['input']!r})"
+    return f"config key '{key}': {msg}"
+
+
+def validate_config(data: dict[str, Any] | None, source: str = "config") -> Config:
+    """Validate a config mapping; raise ConfigError with one line per problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [_format_error(e) for e in exc.errors()]
+        raise ConfigError(f"{source}: " + "; ".join(lines)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load and validate a YAML config file (None: built-in defaults), applying dotted overrides."""
+    data: dict[str, Any] = {}
+    source = "built-in defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"config file '{p}' not found: pass an existing file to --config")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{p}{where}: not valid YAML ({exc.__class__.__name__})") from None
+    for dotted, value in (overrides or {}).items():
+        set_dotted(data, dotted, value)
+    return validate_config(data, source)
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set data['a']['b'] = value for dotted='a.b', creating sections as needed."""
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key '{dotted}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
