@@ -170,6 +170,8 @@ class ObjectSelection(_Strict):
 class CombinationConfig(_Strict):
     """Which final states count and which object combinations get a mass (DESIGN §2)."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     min_types: int = Field(1, ge=1, le=6)
     max_types: int = Field(4, ge=1, le=6)
     min_count: int = Field(1, ge=1, le=8)

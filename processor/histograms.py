@@ -1,0 +1,86 @@
+"""Fine-grid mass histograms: one per (final state, combination), created only when filled."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from typing import Any
+
+import hist
+import numpy as np
+
+from .analysis import ChunkAnalysis, combo_key
+from .finalstates import decode, fs_label
+
+
+@dataclass(frozen=True)
+class MassGrid:
+    """The fixed fine binning every histogram shares: [0, mass_max) in steps of ``width``."""
+
+    width: float = 5.0
+    mass_max: float = 13000.0
+
+    @property
+    def n_bins(self) -> int:
+        """Number of regular bins (flow bins excluded)."""
+        return int(round(self.mass_max / self.width))
+
+    def make(self, weighted: bool) -> hist.Hist:
+        """An empty histogram on this grid (Weight storage when weighted)."""
+        axis = hist.axis.Regular(
+            self.n_bins,
+            0.0,
+            self.mass_max,
+            name="mass",
+            label="m [GeV]",
+            underflow=True,
+            overflow=True,
+        )
+        return hist.Hist(axis, storage=hist.storage.Weight() if weighted else hist.storage.Double())
+
+
+def fill_chunk(
+    analysis: ChunkAnalysis, grid: MassGrid, weights: np.ndarray | None, weighted: bool
+) -> dict[str, Any]:
+    """Histograms and final-state counts of one chunk.
+
+    Returns ``{"hists": {(fs, combo): Hist}, "fs_events": {fs: n}, "fs_sumw": {fs: sum w},
+    "cutflow": {step: n}}``. Only keys with entries are created.
+    """
+    entries = analysis.entries
+    w_entries = None if weights is None else weights[entries.event]
+    n_pat = len(analysis.patterns)
+    key = analysis.fs_code[entries.event] * n_pat + entries.pattern
+    hists: dict[tuple[str, str], hist.Hist] = {}
+    if len(key):
+        order = np.argsort(key, kind="stable")
+        uniq, starts = np.unique(key[order], return_index=True)
+        bounds = np.append(starts, len(order))
+        for k, lo, hi in zip(uniq, bounds[:-1], bounds[1:], strict=True):
+            sel = order[lo:hi]
+            h = grid.make(weighted)
+            if w_entries is None:
+                h.fill(mass=entries.mass[sel])
+            else:
+                h.fill(mass=entries.mass[sel], weight=w_entries[sel])
+            hists[combo_key(int(k // n_pat), analysis.patterns[int(k % n_pat)])] = h
+    codes = analysis.fs_code[analysis.valid]
+    w_valid = None if weights is None else weights[analysis.valid]
+    uniq, inverse, n = np.unique(codes, return_inverse=True, return_counts=True)
+    sumw = (
+        n.astype(np.float64)
+        if w_valid is None
+        else np.bincount(inverse, weights=w_valid, minlength=len(uniq))
+    )
+    labels = [fs_label(decode(int(c))) for c in uniq]
+    return {
+        "hists": hists,
+        "fs_events": dict(zip(labels, (int(x) for x in n), strict=True)),
+        "fs_sumw": dict(zip(labels, (float(x) for x in sumw), strict=True)),
+        "cutflow": dict(analysis.cutflow),
+    }
+
+
+def accumulator_size(obj: Any) -> int:
+    """Pickled size in bytes of an accumulator (what Dask ships between workers)."""
+    return len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))

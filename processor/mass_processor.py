@@ -1,0 +1,95 @@
+"""The coffea processor: a thin layer that reads a chunk and hands it to the pure physics."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import awkward as ak
+from coffea import processor
+
+from .analysis import analyse_objects
+from .config import Config
+from .formats import FormatError, detect_format, missing_types, read_collections
+from .histograms import MassGrid, fill_chunk
+from .weights import default_scale_factors, luminosity_pb, mc_weights
+
+log = logging.getLogger(__name__)
+
+
+class MassProcessor(processor.ProcessorABC):
+    """Per chunk: select objects, classify the final state, fill fine mass histograms.
+
+    Output: ``{"groups": {"data"|"mc": {"hists", "fs_events", "fs_sumw"}}, "cutflow":
+    {dataset: {step: n}}, "files": {filename: events}, "formats": {format: events}}``.
+    """
+
+    def __init__(self, config: Config):
+        self.sel = config.object_selection
+        self.mass = config.mass_calculation_task_config
+        self.format_override = config.parsing_task_config.format
+        self.grid = MassGrid(self.mass.fine_bin_width_gev, self.mass.mass_max_gev)
+        self.weighted = self.mass.weighting == "mc"
+
+    def process(self, events: Any) -> dict[str, Any]:
+        """Analyse one chunk."""
+        meta = events.metadata
+        filename, treename = meta.get("filename", "?"), meta.get("treename", "?")
+        fields = set(events.fields)
+        fmt = detect_format(treename, fields, self.format_override, source=filename)
+        types = self.sel.active_types()
+        absent = missing_types(fmt, types)
+        if absent:
+            log.warning(
+                "%s: format %s has no %s objects; treated as empty", filename, fmt.name, absent
+            )
+        cache: dict[str, ak.Array] = {}
+
+        def get(name: str) -> ak.Array:
+            if name not in cache:
+                if name not in fields:
+                    raise FormatError(
+                        f"{filename}: branch '{name}' missing from tree '{treename}' "
+                        f"(format {fmt.name}); check the file or parsing_task_config.format"
+                    )
+                cache[name] = events[name]
+            return cache[name]
+
+        collections = read_collections(
+            get,
+            fmt,
+            types,
+            self.sel.cuts,
+            btag_cfg=self.sel.btagging,
+            available=fields.__contains__,
+        )
+        is_mc = bool(meta.get("is_mc", False))
+        weights = None
+        if self.weighted and is_mc:
+            sfs = (
+                tuple(self.mass.scale_factors)
+                if self.mass.scale_factors is not None
+                else (default_scale_factors(fmt, self.sel.btagging.enabled))
+            )
+            weights = mc_weights(
+                get,
+                fmt,
+                meta,
+                lumi_pb=luminosity_pb(fmt, self.mass.luminosity_pb),
+                scale_factors=sfs,
+            )
+        analysis = analyse_objects(
+            collections, len(events), self.sel, self.mass.combinations, self.mass.mass_hypothesis
+        )
+        filled = fill_chunk(analysis, self.grid, weights, self.weighted)
+        cutflow = filled.pop("cutflow")
+        return {
+            "groups": {"mc" if is_mc else "data": filled},
+            "cutflow": {meta.get("dataset", "?"): cutflow},
+            "files": {filename: analysis.n_events},
+            "formats": {fmt.name: analysis.n_events},
+        }
+
+    def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
+        """Nothing per chunk: post-processing runs once on the accumulated result."""
+        return accumulator
