@@ -1,0 +1,113 @@
+"""ROOT output: the BumpNet file and the raw fine-grid file, written atomically, and read back."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import hist
+import numpy as np
+import uproot
+
+from .analysis import CUTFLOW_STEPS
+from .histograms import MassGrid
+from .naming import fs_count_name, parse_fs_count_name, parse_raw_name, raw_name
+from .postprocess import PostProcessResult
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; rename it to ``path`` only if the block succeeds."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bumpnet_file(path: str | Path, result: PostProcessResult) -> list[str]:
+    """Write the ROI histograms (and outlier tails under their own names); return the keys."""
+    keys = []
+    with atomic_path(path) as tmp, uproot.recreate(tmp) as f:
+        for spec in result.spectra:
+            if spec.roi is not None:
+                f[spec.roi_name] = spec.roi
+                keys.append(spec.roi_name)
+            if spec.outliers is not None:
+                f[spec.outlier_name] = spec.outliers
+                keys.append(spec.outlier_name)
+    return keys
+
+
+def _count_hist(n_events: float, sumw: float) -> hist.Hist:
+    h = hist.Hist(hist.axis.Regular(2, 0, 2, name="count", label="raw events | sum of weights"))
+    h.view()[:] = [n_events, sumw]
+    return h
+
+
+def _cutflow_hist(cutflow: Mapping[str, int]) -> hist.Hist:
+    h = hist.Hist(hist.axis.Regular(len(CUTFLOW_STEPS), 0, len(CUTFLOW_STEPS), name="step"))
+    h.view()[:] = [cutflow.get(s, 0) for s in CUTFLOW_STEPS]
+    return h
+
+
+def write_raw_file(
+    path: str | Path, groups: Mapping[str, Mapping[str, Any]], cutflow: Mapping[str, int]
+) -> int:
+    """Write every fine histogram and final-state count, per sample group directory.
+
+    Layout: ``<group>/raw_mass_<combo>_cat_<category>`` (fine grid), ``<group>/nevents_cat_<category>``
+    (2 bins: raw events, sum of weights) and ``cutflow`` (steps of CUTFLOW_STEPS). Every object
+    is a TH1D, so ROOT's ``hadd`` adds two runs correctly. Returns the number of histograms.
+    """
+    n = 0
+    with atomic_path(path) as tmp, uproot.recreate(tmp) as f:
+        for group, content in groups.items():
+            for (fs, combo), h in sorted(content["hists"].items()):
+                f[f"{group}/{raw_name(fs, combo)}"] = h
+                n += 1
+            for fs, count in sorted(content["fs_events"].items()):
+                f[f"{group}/{fs_count_name(fs)}"] = _count_hist(
+                    count, content["fs_sumw"].get(fs, count)
+                )
+        f["cutflow"] = _cutflow_hist(cutflow)
+    return n
+
+
+def read_raw_file(
+    path: str | Path, grid: MassGrid
+) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """Read a raw file back into the processor's group structure and the cutflow."""
+    groups: dict[str, dict[str, Any]] = {}
+    with uproot.open(path) as f:
+        cutflow_values = f["cutflow"].values()
+        cutflow = {s: int(round(v)) for s, v in zip(CUTFLOW_STEPS, cutflow_values, strict=True)}
+        for key, classname in f.classnames(recursive=True).items():
+            if "/" not in key or not classname.startswith("TH1"):
+                continue
+            group, name = key.split(";")[0].split("/", 1)
+            content = groups.setdefault(group, {"hists": {}, "fs_events": {}, "fs_sumw": {}})
+            obj = f[key]
+            if name.startswith("raw_mass_"):
+                h = obj.to_hist()
+                axis = h.axes[0]
+                if len(axis) != grid.n_bins or not np.isclose(axis.edges[-1], grid.mass_max):
+                    raise ValueError(
+                        f"{path}: {name} has {len(axis)} bins up to {axis.edges[-1]} GeV, but the "
+                        f"config's fine grid is {grid.n_bins} bins up to {grid.mass_max} GeV; use "
+                        "the same mass_calculation_task_config fine binning as the run"
+                    )
+                content["hists"][parse_raw_name(name)] = h
+            elif name.startswith("nevents_cat_"):
+                fs = parse_fs_count_name(name)
+                raw_n, sumw = obj.values()
+                content["fs_events"][fs] = int(round(raw_n))
+                content["fs_sumw"][fs] = float(sumw)
+    return groups, cutflow
