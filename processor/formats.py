@@ -361,3 +361,17 @@ def _quality_mask(
 def missing_types(fmt: Format, types: Iterable[str]) -> list[str]:
     """Object types the format does not provide at all (treated as empty, reported once)."""
     return [t for t in types if ("j" if t == "b" else t) not in fmt.collections]
+
+
+def required_branches(
+    fmt: Format, types: Iterable[str], cuts: Callable[[str], Any], btag_cfg: Any = None
+) -> list[str]:
+    """The branches :func:`read_collections` touches for this selection (traced, not listed)."""
+    touched: list[str] = []
+
+    def record(name: str) -> ak.Array:
+        touched.append(name)
+        return ak.Array([[1.0]])
+
+    read_collections(record, fmt, types, cuts, btag_cfg=btag_cfg)
+    return sorted(set(touched))

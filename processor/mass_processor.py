@@ -17,6 +17,10 @@ from .weights import default_scale_factors, luminosity_pb, mc_weights
 log = logging.getLogger(__name__)
 
 
+class ChunkError(RuntimeError):
+    """A chunk could not be processed; the message names the file and entry range."""
+
+
 class MassProcessor(processor.ProcessorABC):
     """Per chunk: select objects, classify the final state, fill fine mass histograms.
 
@@ -24,7 +28,8 @@ class MassProcessor(processor.ProcessorABC):
     {dataset: {step: n}}, "files": {filename: events}, "formats": {format: events}}``.
     """
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, skip_bad_chunks: bool = False):
+        self.skip_bad_chunks = skip_bad_chunks
         self.sel = config.object_selection
         self.mass = config.mass_calculation_task_config
         self.format_override = config.parsing_task_config.format
@@ -32,7 +37,23 @@ class MassProcessor(processor.ProcessorABC):
         self.weighted = self.mass.weighting == "mc"
 
     def process(self, events: Any) -> dict[str, Any]:
-        """Analyse one chunk."""
+        """Analyse one chunk; with ``skip_bad_chunks`` a data error is recorded, not raised."""
+        try:
+            return self._process(events)
+        except Exception as exc:
+            meta = events.metadata
+            filename = meta.get("filename", "?")
+            chunk = f"{meta.get('entrystart')}-{meta.get('entrystop')}"
+            reason = " ".join(f"{exc.__class__.__name__}: {exc}".split())[:400]
+            if not self.skip_bad_chunks:
+                raise ChunkError(
+                    f"{filename} entries {chunk}: {reason} "
+                    "(set executor.skipbadfiles: true to go on without it)"
+                ) from exc
+            log.error("%s entries %s failed: %s", filename, chunk, reason)
+            return {"failures": {filename: {chunk: reason}}, "files": {filename: 0}}
+
+    def _process(self, events: Any) -> dict[str, Any]:
         meta = events.metadata
         filename, treename = meta.get("filename", "?"), meta.get("treename", "?")
         fields = set(events.fields)

@@ -26,6 +26,16 @@ def default_scale_factors(fmt: Format, btagging: bool) -> tuple[str, ...]:
     return sfs
 
 
+def weight_branches(fmt: Format, scale_factors: tuple[str, ...]) -> list[str]:
+    """Branches MC weighting reads for a format."""
+    base = {
+        "2025e": ["mcWeight", "xsec", "kfac", "filteff", "sum_of_weights"],
+        "2020e": ["mcWeight", "XSection", "SumWeights"],
+        "2016e": ["mcWeight", "XSection", "SumWeights"],
+    }.get(fmt.name, [fmt.weight_branch or ""])
+    return [*base, *scale_factors]
+
+
 def mc_weights(
     get: Callable[[str], ak.Array],
     fmt: Format,

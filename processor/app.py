@@ -1,0 +1,343 @@
+"""What runner.py does for each mode: run, dry run, resume, shard, merge, plots only."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uproot
+
+from .config import Config, ConfigError
+from .download import DataAccessError, uproot_options
+from .formats import FormatError
+from .inputs import FileReport
+from .mass_processor import ChunkError
+from .opendata import FilesetPlan, build_fileset
+from .pipeline import (
+    InputError,
+    ProcessingResult,
+    finish_run,
+    load_run_output,
+    make_executor,
+    merge_outputs,
+    preflight,
+    process_and_accumulate,
+    regenerate_plots,
+    total_cutflow,
+)
+from .rundir import attach_log_file, new_run_dir, read_json, run_context, write_config, write_json
+
+log = logging.getLogger("bumpnet")
+
+try:  # the cluster package is part of the project; PBS support needs dask-jobqueue
+    from cluster.errors import ClusterStartError
+except ImportError:  # pragma: no cover
+    ClusterStartError = RuntimeError  # type: ignore[misc,assignment]
+
+KNOWN_ERRORS: tuple[type[BaseException], ...] = (
+    DataAccessError,
+    InputError,
+    ChunkError,
+    FormatError,
+    ClusterStartError,
+    FileNotFoundError,
+    uproot.KeyInFileError,
+)
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 3
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line (the first of its chain that says something)."""
+    text = " ".join(str(exc).split())
+    return text or exc.__class__.__name__
+
+
+def dispatch(args: argparse.Namespace, config: Config) -> int:
+    """Run the mode the arguments ask for; return the exit code."""
+    if args.plots_only:
+        return plots_only(Path(args.run_dir))
+    if args.merge_only is not None:
+        return merge_only(args, config)
+    return run(args, config)
+
+
+# -- the main run ------------------------------------------------------------------------------
+
+
+def plan_inputs(args: argparse.Namespace, config: Config, run_dir: Path | None) -> FilesetPlan:
+    """The fileset of this run: the demo sample, --input files, or the configured release."""
+    parsing = config.parsing_task_config
+    inputs = parsing.inputs
+    if args.demo:
+        from .synthetic import make_demo_sample
+
+        inputs = [str(p) for p in make_demo_sample()]
+    plan = build_fileset(
+        parsing,
+        inputs=inputs,
+        run_dir=run_dir,
+        offline=parsing.offline or None,
+        max_files=parsing.max_files_to_process,
+        tree_name=parsing.tree_name,
+    )
+    if not plan.n_files:
+        raise DataAccessError(
+            "no input files selected; check parsing_task_config (release, skim, samples, datasets) or --input"
+        )
+    return plan
+
+
+def shard(plan: FilesetPlan, index: int, total: int) -> dict[str, Any]:
+    """Deterministic slice ``index`` (1-based) of ``total`` of the fileset: every total-th file."""
+    items = sorted((ds, f) for ds, spec in plan.fileset.items() for f in spec["files"])
+    mine = {item for i, item in enumerate(items) if i % total == index - 1}
+    out: dict[str, Any] = {}
+    for ds, spec in plan.fileset.items():
+        files = {f: t for f, t in spec["files"].items() if (ds, f) in mine}
+        if files:
+            out[ds] = {"files": files, "metadata": spec.get("metadata", {})}
+    return out
+
+
+def skip_bad(config: Config, plan: FilesetPlan, args: argparse.Namespace) -> bool:
+    """skipbadfiles: as configured, else on for release runs and off for --input/--demo runs."""
+    if config.executor.skipbadfiles is not None:
+        return config.executor.skipbadfiles
+    return not (config.parsing_task_config.inputs or args.demo)
+
+
+def dry_run(args: argparse.Namespace, config: Config) -> int:
+    """Validate, print the plan and write nothing."""
+    plan = plan_inputs(args, config, None)
+    print(f"config OK (sha256 {config.digest()[:12]})")
+    print(
+        f"{len(plan.datasets)} dataset(s), {plan.n_files} file(s); metadata: {plan.metadata_source or 'n/a'}"
+    )
+    for line in plan.summary_lines():
+        print("  " + line)
+    local = {
+        ds: spec for ds, spec in plan.fileset.items() if all("://" not in f for f in spec["files"])
+    }
+    if local:
+        reports = preflight(local, config)
+        entries = sum(r.entries or 0 for r in reports if r.ok)
+        print(f"local files: {len(reports)}, entries: {entries}")
+        for r in reports:
+            if not r.ok:
+                print(f"  BAD {r.error}")
+    mode = "pbs" if args.pbs else "local"
+    print(
+        f"would run with executor={args.executor} mode={mode} chunksize={config.executor.chunksize}"
+    )
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def cluster_client(args: argparse.Namespace, config: Config, run_dir: Path) -> Iterator[Any]:
+    """A Dask client for --local/--pbs (None for the in-process executors)."""
+    if args.executor != "dask":
+        yield None
+        return
+    from cluster.session import open_cluster
+
+    mode = "pbs" if args.pbs else "local"
+    with open_cluster(
+        mode, config.cluster, run_dir=run_dir, n_workers=args.workers, log_dir=run_dir / "logs"
+    ) as client:
+        link = client.dashboard_link
+        print(f"Dask dashboard: {link}", flush=True)
+        yield client
+
+
+def _inputs_manifest(result: ProcessingResult) -> list[dict[str, Any]]:
+    processed = result.out.get("files", {})
+    failed = {f["file"]: f["reason"] for f in result.failures}
+    rows = []
+    for r in result.reports:
+        rows.append(
+            {
+                "file": r.file,
+                "dataset": r.dataset,
+                "tree": r.tree,
+                "format": r.format,
+                "entries_expected": r.entries,
+                "entries_processed": int(processed.get(r.file, 0)),
+                "status": "failed" if r.file in failed else "ok",
+                "error": failed.get(r.file),
+            }
+        )
+    return rows
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    """Process the inputs and write a run directory."""
+    if args.dry_run:
+        return dry_run(args, config)
+    context = run_context()
+    started = time.perf_counter()
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(
+                f"--resume {run_dir}: not a run directory (no config.yaml); pass the directory of the interrupted run"
+            )
+    else:
+        run_dir = new_run_dir(config, args.run_dir)
+    out_dir = run_dir
+    if args.batch_job_index is not None:
+        out_dir = run_dir / "shards" / f"job_{args.batch_job_index:04d}"
+        new_run_dir(config, out_dir)
+    handler = attach_log_file(out_dir)
+    try:
+        write_config(out_dir, config)
+        plan = plan_inputs(args, config, out_dir)
+        fileset = plan.fileset
+        if args.batch_job_index is not None:
+            fileset = shard(plan, args.batch_job_index, args.total_batch_jobs)
+            log.info(
+                "shard %d/%d: %d file(s)",
+                args.batch_job_index,
+                args.total_batch_jobs,
+                sum(len(s["files"]) for s in fileset.values()),
+            )
+        write_json(out_dir / "fileset.json", {"fileset": fileset, "datasets": plan.datasets})
+        skip = skip_bad(config, plan, args)
+        with cluster_client(args, config, out_dir) as client:
+            executor = make_executor(args.executor, config, client)
+            result = process_and_accumulate(
+                fileset,
+                config,
+                executor,
+                client=client,
+                skipbadfiles=skip,
+                checkpoint_dir=out_dir / "checkpoints",
+                uproot_options=uproot_options(),
+            )
+        is_shard = args.batch_job_index is not None
+        manifest = finish_run(
+            out_dir,
+            config,
+            result.out,
+            inputs=_inputs_manifest(result),
+            failures=result.failures,
+            metrics=result.metrics,
+            wall_time_s=time.perf_counter() - started,
+            context={
+                **context,
+                "mode": "pbs"
+                if args.pbs
+                else ("local" if args.executor == "dask" else args.executor),
+                "run_dir": str(out_dir),
+            },
+            datasets=plan.datasets,
+            make_plots=False if is_shard else None,
+        )
+        print_summary(out_dir, manifest)
+        return EXIT_PARTIAL if manifest["status"] == "partial" else EXIT_OK
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def print_summary(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """The short summary printed at the end of a run."""
+    cf = manifest["cutflow_total"]
+    proc = manifest["processing"]
+    n_fs = sum(sum(1 for v in g.values() if v["kept"]) for g in manifest["final_states"].values())
+    n_all_fs = sum(len(g) for g in manifest["final_states"].values())
+    n_hist = sum(g["n_written"] for g in manifest["histograms"].values())
+    n_ready = sum(g["n_bumpnet_ready"] for g in manifest["histograms"].values())
+    print(
+        f"events read: {cf['events_read']} in {proc['n_files']} file(s), {proc['events_per_s']} events/s"
+    )
+    print(
+        f"final states kept: {n_fs} of {n_all_fs} (min_events_per_fs), events in them: {cf.get('final_states_kept', 0)}"
+    )
+    print(f"histograms written: {n_hist} ROI ({n_ready} pass BumpNet's checks)")
+    for group, g in manifest["histograms"].items():
+        if g.get("file"):
+            print(f"  {group}: {run_dir / g['file']}")
+    print(f"raw fine-grid histograms: {run_dir / manifest['raw_file']}")
+    print(f"manifest: {run_dir / 'manifest.json'}   plots: {run_dir / 'plots'}")
+    if manifest["status"] == "partial":
+        print(
+            f"PARTIAL: {len(manifest['failures'])} input failure(s); see manifest.json 'failures'"
+        )
+
+
+# -- other modes -------------------------------------------------------------------------------
+
+
+def plots_only(run_dir: Path) -> int:
+    """Re-make the plots of an existing run directory."""
+    if not (run_dir / "manifest.json").is_file():
+        raise ConfigError(
+            f"--run-dir {run_dir}: no manifest.json there; pass a finished run directory"
+        )
+    files = regenerate_plots(run_dir)
+    print(f"wrote {len(files)} plot file(s) to {run_dir / 'plots'}")
+    return EXIT_OK if files else EXIT_ERROR
+
+
+def merge_only(args: argparse.Namespace, config: Config) -> int:
+    """Add the raw histograms of several runs (or of the shards of --run-dir) and finish."""
+    sources = [Path(d) for d in args.merge_only]
+    if not sources:
+        if not args.run_dir:
+            raise ConfigError("--merge-only needs run directories or --run-dir DIR holding shards/")
+        sources = sorted((Path(args.run_dir) / "shards").glob("job_*"))
+        if not sources:
+            raise DataAccessError(
+                f"{args.run_dir}/shards: no shard directories to merge; did the batch jobs run?"
+            )
+    for src in sources:
+        if not (src / "manifest.json").is_file():
+            raise DataAccessError(
+                f"{src}: no manifest.json (unfinished or not a run directory); rerun it or leave it out"
+            )
+    started = time.perf_counter()
+    outputs, inputs, failures, datasets = [], [], [], {}
+    wall = 0.0
+    for src in sources:
+        out, manifest = load_run_output(src, config)
+        outputs.append(out)
+        inputs += manifest.get("inputs", [])
+        failures += manifest.get("failures", [])
+        wall += manifest.get("processing", {}).get("wall_time_s", 0.0)
+        for d in manifest.get("datasets", []):
+            datasets.setdefault(d.get("name"), d)
+    merged = merge_outputs(outputs)
+    run_dir = new_run_dir(config, args.run_dir)
+    handler = attach_log_file(run_dir, "merge.log")
+    try:
+        write_config(run_dir, config)
+        manifest = finish_run(
+            run_dir,
+            config,
+            merged,
+            inputs=inputs,
+            failures=failures,
+            metrics={"merged_from": [str(s) for s in sources]},
+            wall_time_s=wall + (time.perf_counter() - started),
+            context={
+                **run_context(),
+                "mode": "merge",
+                "run_dir": str(run_dir),
+                "merged_from": [str(s) for s in sources],
+            },
+            datasets=list(datasets.values()),
+        )
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    print(f"merged {len(sources)} run(s): {total_cutflow(merged)['events_read']} events")
+    print_summary(run_dir, manifest)
+    return EXIT_PARTIAL if manifest["status"] == "partial" else EXIT_OK
+
+
+__all__ = ["KNOWN_ERRORS", "dispatch", "one_line", "FileReport", "read_json"]
