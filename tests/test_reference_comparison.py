@@ -1,0 +1,298 @@
+"""The vectorised physics (processor.analysis.analyse_objects) against the slow reference.
+
+Random events (seeded numpy, plus a hypothesis fuzz of the combination settings) are run
+through both implementations; per-event validity and final-state labels, the cutflow, the
+multiset of (final state, combination) keys and the masses must agree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import awkward as ak
+import numpy as np
+import pytest
+import reference  # tests/ is on sys.path (rootdir-relative test modules)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from processor.analysis import analyse_objects
+from processor.config import CombinationConfig, Config
+from processor.finalstates import combinations_for, decode, fs_label
+
+TYPES = ("e", "m", "j", "g", "t")
+#: default cut values, used to put some objects exactly on a cut boundary
+PT_EDGE = {"e": 25.0, "m": 25.0, "j": 30.0, "g": 25.0, "t": 20.0}
+ETA_EDGE = {"e": 2.47, "m": 2.5, "j": 4.5, "g": 2.37, "t": 2.5}
+#: multiplicity 0..6 per type and event, falling so that many final states are valid
+COUNT_P = np.array([0.36, 0.2, 0.14, 0.1, 0.08, 0.06, 0.06])
+REL_TOL = 1e-4
+
+
+# -- random events ---------------------------------------------------------------------------
+def make_events(
+    rng: np.random.Generator,
+    n_events: int,
+    fourth: str | dict[str, str] = "energy",
+    dtype=np.float64,
+    quality_types=("e", "m", "g", "t"),
+    btag: bool = True,
+    edges: bool = True,
+):
+    """(collections for analyse_objects, the same events as Python dicts for the reference).
+
+    pT falls from 5 GeV (cuts at 20-30 GeV), eta is partly central and partly flat in
+    +-5, phi uniform, objects in random (unsorted) pT order; the first object of a type in an
+    event sits exactly on the default pT or eta cut now and then (``edges``). ``fourth`` is "energy" or
+    "mass" for all types or a dict per type.
+    """
+    collections = {}
+    events: list[dict[str, list[dict]]] = [{} for _ in range(n_events)]
+    for t in TYPES:
+        kind = fourth[t] if isinstance(fourth, dict) else fourth
+        counts = rng.choice(len(COUNT_P), size=n_events, p=COUNT_P)
+        total = int(counts.sum())
+        pt = (
+            5.0
+            + rng.exponential(45.0, total)
+            + rng.exponential(300.0, total) * (rng.random(total) < 0.1)
+        )
+        eta = np.where(
+            rng.random(total) < 0.7, rng.normal(0.0, 1.8, total), rng.uniform(-5, 5, total)
+        )
+        eta = np.clip(eta, -5.0, 5.0)
+        phi = rng.uniform(-np.pi, np.pi, total)
+        # object 0 of each event (input order): sometimes exactly on a cut boundary
+        first = np.zeros(total, dtype=bool)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        first[starts[counts > 0]] = True
+        edge_p = 0.04 if edges else 0.0
+        pt = np.where(first & (rng.random(total) < edge_p), PT_EDGE[t], pt)
+        on_eta_edge = first & (rng.random(total) < edge_p)
+        eta = np.where(on_eta_edge, np.sign(rng.random(total) - 0.5) * ETA_EDGE[t], eta)
+        mass = rng.uniform(0.0, 25.0 if t == "j" else 2.0, total) * (rng.random(total) < 0.8)
+        fields = {"pt": pt, "eta": eta, "phi": phi}
+        if kind == "energy":
+            p = pt * np.cosh(eta)
+            fields["energy"] = np.sqrt(p * p + mass * mass)
+        else:
+            fields["mass"] = mass
+        fields = {k: np.asarray(v, dtype=dtype) for k, v in fields.items()}
+        if t in quality_types:
+            fields["pass_quality"] = rng.random(total) < 0.85
+        if t == "j" and btag:
+            fields["btag"] = rng.random(total) < 0.3
+        collections[t] = ak.zip({k: ak.unflatten(v, counts) for k, v in fields.items()})
+        # the same numbers as plain Python objects
+        columns = {k: v.tolist() for k, v in fields.items()}
+        names = list(columns)
+        k = 0
+        for i, c in enumerate(counts.tolist()):
+            objs = []
+            for _ in range(c):
+                objs.append({name: columns[name][k] for name in names})
+                k += 1
+            events[i][t] = objs
+    return collections, events
+
+
+# -- comparison ----------------------------------------------------------------------------------
+def settings_of(cfg: Config):
+    mc = cfg.mass_calculation_task_config
+    return cfg.object_selection, mc.combinations, mc.mass_hypothesis
+
+
+def compare(collections, events, sel, comb, hypothesis) -> dict[str, int]:
+    """Assert both implementations agree; return how much was compared."""
+    n = len(events)
+    res = analyse_objects(collections, n, sel, comb, hypothesis)
+    ref = reference.analyse(events, sel, comb, hypothesis)
+
+    # per-event validity and final-state labels
+    ref_valid = np.array([ev.valid for ev in ref.events], dtype=bool)
+    got_valid = np.asarray(res.valid, dtype=bool)
+    bad = np.flatnonzero(ref_valid != got_valid)
+    assert len(bad) == 0, (
+        f"{len(bad)} events differ in validity, e.g. event {bad[0]}: "
+        f"reference {ref_valid[bad[0]]} ({ref.events[bad[0]].fs}), got {got_valid[bad[0]]}; "
+        f"event = {events[bad[0]]}"
+    )
+    for i in np.flatnonzero(ref_valid):
+        got = fs_label(decode(int(res.fs_code[i])))
+        assert got == ref.events[i].fs, f"event {i}: fs {got} != {ref.events[i].fs}"
+
+    # cutflow
+    assert res.cutflow == ref.cutflow
+
+    # mass entries, paired by (event, fs, combo)
+    keys = res.keys()
+    got_entries: dict[tuple[int, str, str], float] = {}
+    for ev, key, mass in zip(
+        res.entries.event.tolist(), keys, res.entries.mass.tolist(), strict=True
+    ):
+        k = (int(ev), *key)
+        assert k not in got_entries, f"duplicate entry {k}"
+        got_entries[k] = mass
+    ref_entries = {(i, fs, combo): m for i, fs, combo, m in ref.entries()}
+    assert Counter(keys) == Counter((fs, combo) for _, fs, combo in ref_entries)
+    missing = sorted(set(ref_entries) - set(got_entries))[:5]
+    extra = sorted(set(got_entries) - set(ref_entries))[:5]
+    assert not missing and not extra, f"missing {missing}, extra {extra}"
+    # 1e-4 relative; where E^2 - p^2 cancels (m << E, e.g. one light object) both sides carry
+    # a float64 rounding error ~1e-16 E^2 in m^2, so there |m^2 - m_ref^2| <= 1e-12 E^2 is used.
+    energy = {(i, ev.fs, c): e for i, ev in enumerate(ref.events) for c, e in ev.energies.items()}
+    n_ill_conditioned = 0
+    for k, m_ref in ref_entries.items():
+        m_got = got_entries[k]
+        if abs(m_got - m_ref) <= REL_TOL * abs(m_ref):
+            continue
+        ok = abs(m_got**2 - m_ref**2) <= 1e-12 * energy[k] ** 2
+        assert ok, f"mass of {k}: got {m_got}, reference {m_ref}; event = {events[k[0]]}"
+        n_ill_conditioned += 1
+
+    # the combination list of every final state seen
+    types = sel.active_types()
+    for fs in {ev.fs for ev in ref.events if ev.valid}:
+        counts = {t: ev_n for t, ev_n in zip(reference.CATEGORY_ORDER, _parse(fs), strict=True)}
+        want = sorted(label for label, _ in reference.combinations(counts, comb))
+        assert sorted(combinations_for(counts, types, comb)) == want, fs
+
+    return {
+        "events": n,
+        "valid": int(ref_valid.sum()),
+        "entries": len(ref_entries),
+        "final_states": len({ev.fs for ev in ref.events if ev.valid}),
+        "ill_conditioned": n_ill_conditioned,
+    }
+
+
+def _parse(fs: str) -> list[int]:
+    return [int(part[:-1]) for part in fs.split("_")]
+
+
+def _cfg(**mass_calc) -> dict:
+    return {"mass_calculation_task_config": mass_calc}
+
+
+# name, config overrides, make_events options, minimum expected entries
+CASES = {
+    "defaults": ({}, {}, 3000),
+    "original_2to4_types": (_cfg(combinations={"min_types": 2}), {}, 1500),
+    "include_subleading": (_cfg(combinations={"mode": "include_subleading"}), {}, 5000),
+    "btagging": ({"object_selection": {"btagging": {"enabled": True}}}, {}, 3000),
+    "pdg_hypothesis_btag": (
+        {
+            "object_selection": {"btagging": {"enabled": True}},
+            "mass_calculation_task_config": {"mass_hypothesis": "pdg"},
+        },
+        {},
+        3000,
+    ),
+    "stored_mass": ({}, {"fourth": "mass"}, 3000),
+    "mixed_energy_and_mass_float32": (
+        _cfg(combinations={"mode": "include_subleading"}),
+        {
+            "fourth": {"e": "mass", "m": "energy", "j": "mass", "g": "energy", "t": "mass"},
+            "dtype": np.float32,
+            # float32(2.37) < 2.37: see test_physics_units.py::test_float32_cut_edge
+            "edges": False,
+        },
+        5000,
+    ),
+    "tight_max3_mincount2": (_cfg(combinations={"max_objects": 3, "min_count": 2}), {}, 500),
+    "custom_types_cuts_limits": (
+        {
+            "object_selection": {
+                "types": ["g", "e", "j"],
+                "electrons": {"pt_min": 40.0, "abs_eta_max": 2.0, "max_count": 2},
+                "jets": {"pt_min": 20.0, "abs_eta_max": 2.5, "max_count": 3},
+                "photons": {"max_count": 1},
+                "btagging": {"enabled": True, "max_count": 2},
+            },
+            "mass_calculation_task_config": {
+                "combinations": {
+                    "mode": "include_subleading",
+                    "min_types": 2,
+                    "max_types": 3,
+                    "min_objects": 3,
+                    "max_objects": 5,
+                    "max_count": 3,
+                }
+            },
+        },
+        {"quality_types": ("e", "j", "g")},
+        700,
+    ),
+    "no_quality_no_btag_field": ({}, {"quality_types": (), "btag": False}, 3000),
+}
+
+N_EVENTS = 3000
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_matches_reference(name):
+    overrides, gen, min_entries = CASES[name]
+    cfg = Config.model_validate(overrides)
+    seed = sum(map(ord, name))
+    collections, events = make_events(np.random.default_rng(seed), N_EVENTS, **gen)
+    stats = compare(collections, events, *settings_of(cfg))
+    print(f"{name}: {stats}")
+    assert stats["entries"] >= min_entries, stats
+    # the sample must exercise the count limits and the final-state rules
+    assert 0 < stats["valid"] < stats["events"]
+
+
+def test_count_limits_and_boundaries_are_exercised():
+    """The random sample really has events over the count limits and objects on the cuts."""
+    collections, events = make_events(np.random.default_rng(1), N_EVENTS)
+    cfg = Config()
+    ref = reference.analyse(events, *settings_of(cfg)[:2])
+    dropped = ref.cutflow["events_read"] - ref.cutflow["after_count_limits"]
+    assert dropped > 50
+    on_pt_edge = sum(o["pt"] == PT_EDGE[t] for ev in events for t in ev for o in ev[t])
+    on_eta_edge = sum(abs(o["eta"]) == ETA_EDGE[t] for ev in events for t in ev for o in ev[t])
+    assert on_pt_edge > 50 and on_eta_edge > 50
+
+
+# -- hypothesis fuzz of the combination settings ----------------------------------------------------
+@st.composite
+def combination_configs(draw):
+    min_types = draw(st.integers(1, 4))
+    max_types = draw(st.integers(min_types, 5))
+    min_count = draw(st.integers(1, 3))
+    max_count = draw(st.integers(min_count, 4))
+    min_objects = draw(st.integers(1, 5))
+    max_objects = draw(st.integers(min_objects, 8))
+    mode = draw(st.sampled_from(["leading_only", "include_subleading"]))
+    return CombinationConfig(
+        min_types=min_types,
+        max_types=max_types,
+        min_count=min_count,
+        max_count=max_count,
+        min_objects=min_objects,
+        max_objects=max_objects,
+        mode=mode,
+    )
+
+
+# derandomized (the same examples every run) and without a database: a fixed, fast check
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    comb=combination_configs(),
+    btag=st.booleans(),
+    hypothesis=st.sampled_from(["stored", "pdg"]),
+    types=st.lists(st.sampled_from(TYPES), min_size=1, max_size=5, unique=True),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fuzz_combination_settings(comb, btag, hypothesis, types, seed):
+    cfg = Config.model_validate(
+        {"object_selection": {"types": types, "btagging": {"enabled": btag}}}
+    )
+    collections, events = make_events(np.random.default_rng(seed), 200)
+    compare(collections, events, cfg.object_selection, comb, hypothesis)
