@@ -30,7 +30,8 @@ def four_momenta(rec: ak.Array, obj_type: str, hypothesis: str = "stored") -> di
     elif "energy" in rec.fields:
         fourth = {"energy": ak.values_astype(rec.energy, np.float64)}
     else:
-        fourth = {"mass": ak.values_astype(rec.mass, np.float64)}
+        # E = sqrt(p^2 + m^2) also for a (calibration-induced) negative stored mass
+        fourth = {"mass": abs(ak.values_astype(rec.mass, np.float64))}
     p4 = vector.zip({"pt": pt, "eta": eta, "phi": phi, **fourth})
     return {"px": p4.px, "py": p4.py, "pz": p4.pz, "E": p4.E}
 

@@ -23,7 +23,10 @@ def select_objects(
     active = sel.active_types()
     for t, rec in collections.items():
         cut = sel.cuts(t)
-        mask = (rec.pt > cut.pt_min) & (abs(rec.eta) < cut.abs_eta_max)
+        # compare in float64: a float32 branch against 2.37 would be compared in float32
+        pt = ak.values_astype(rec.pt, np.float64)
+        eta = ak.values_astype(rec.eta, np.float64)
+        mask = (pt > cut.pt_min) & (abs(eta) < cut.abs_eta_max)
         if "pass_quality" in rec.fields:
             mask = mask & rec.pass_quality
         if t == "j" and "b" in active:

@@ -1,0 +1,101 @@
+"""The coffea processor on synthetic files: invariance under chunking and executors, columns read,
+weights, accumulator size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import uproot
+from coffea import processor
+from helpers import assert_same_output, run_processor
+
+from processor.config import validate_config
+from processor.formats import FORMATS, required_branches
+from processor.histograms import accumulator_size
+from processor.synthetic import write_sample
+from processor.weights import default_scale_factors, luminosity_pb, mc_weights
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    d = tmp_path_factory.mktemp("synthetic")
+    data = write_sample(d / "data.root", "2025e", 20_000, seed=11, kind="data", signal_mass_gev=700.0)
+    mc = write_sample(d / "mc.root", "2025e", 8_000, seed=12, kind="mc", dsid=700001)
+    return {
+        "data": {"files": {str(data): "analysis"}, "metadata": {"is_mc": False}},
+        "mc": {"files": {str(mc): "analysis"}, "metadata": {"is_mc": True}},
+    }
+
+
+CONFIG = validate_config({"mass_calculation_task_config": {"weighting": "mc"}})
+
+
+@pytest.fixture(scope="module")
+def reference_output(sample):
+    out, _ = run_processor(sample, CONFIG, chunksize=100_000)
+    return out
+
+
+@pytest.mark.parametrize("chunksize", [1_000, 3_333, 7_919])
+def test_result_independent_of_chunk_size(sample, reference_output, chunksize):
+    out, metrics = run_processor(sample, CONFIG, chunksize=chunksize)
+    assert metrics["chunks"] > 2
+    assert_same_output(out, reference_output, rtol=1e-12)
+
+
+def test_result_identical_on_a_two_worker_dask_cluster(sample, reference_output):
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+        ex = processor.DaskExecutor(client=client, status=False)
+        out, _ = run_processor(sample, CONFIG, executor=ex, chunksize=2_500)
+    assert_same_output(out, reference_output, rtol=1e-12)
+
+
+def test_unweighted_counts_are_exact_under_any_order(sample):
+    cfg = validate_config({})
+    a, _ = run_processor(sample, cfg, chunksize=1_234)
+    b, _ = run_processor(sample, cfg, chunksize=50_000)
+    assert_same_output(a, b)  # exact equality, bin by bin
+
+
+def test_reads_only_the_branches_it_needs(sample, reference_output):
+    cfg = validate_config({})
+    _, metrics = run_processor({"data": sample["data"]}, cfg)
+    read = {c.rsplit("-", 1)[0] for c in metrics["columns"]}
+    sel = cfg.object_selection
+    expected = set(required_branches(FORMATS["2025e"], sel.active_types(), sel.cuts, sel.btagging))
+    assert read == expected
+    assert "category" not in read and "eventNumber" not in read
+
+
+def test_mc_weights_follow_the_design_formula(sample):
+    path = next(iter(sample["mc"]["files"]))
+    arrays = uproot.open(path)["analysis"].arrays(library="np")
+    fmt = FORMATS["2025e"]
+    sfs = default_scale_factors(fmt, btagging=False)
+    w = mc_weights(lambda b: arrays[b], fmt, {}, lumi_pb=luminosity_pb(fmt, None), scale_factors=sfs)
+    expected = arrays["mcWeight"].astype(float) * arrays["xsec"] * arrays["kfac"] * arrays["filteff"] * 36600.0 / arrays["sum_of_weights"]
+    for sf in ("ScaleFactor_PILEUP", "ScaleFactor_ELE", "ScaleFactor_MUON", "ScaleFactor_PHOTON", "ScaleFactor_TAU", "ScaleFactor_JVT", "ScaleFactor_LepTRIGGER"):
+        expected = expected * arrays[sf]
+    np.testing.assert_allclose(w, expected, rtol=1e-12)
+    assert np.unique(np.sign(w)).size >= 1
+
+
+def test_weighted_groups_and_storage(reference_output):
+    data, mc = reference_output["groups"]["data"], reference_output["groups"]["mc"]
+    some = next(iter(data["hists"].values()))
+    assert some.storage_type.__name__ == "Weight"
+    # data events weigh exactly 1
+    assert all(data["fs_sumw"][fs] == n for fs, n in data["fs_events"].items())
+    assert any(abs(mc["fs_sumw"][fs] - n) > 1e-6 for fs, n in mc["fs_events"].items())
+
+
+def test_only_filled_histograms_exist_and_size_is_reported(reference_output):
+    for group in reference_output["groups"].values():
+        for h in group["hists"].values():
+            assert h.values(flow=True).sum() != 0 or h.variances(flow=True).sum() != 0
+    size = accumulator_size(reference_output["groups"])
+    n_hists = sum(len(g["hists"]) for g in reference_output["groups"].values())
+    # Weight storage: 2 doubles per bin, 2602 bins -> about 42 kB per histogram
+    assert 30_000 * n_hists < size < 60_000 * n_hists
