@@ -76,7 +76,12 @@ class ParsingConfig(_Strict):
     format: FormatName = "auto"
     tree_name: str | None = None
     download: bool = False
+    #: None = the user cache (~/.cache/bumpnet-masses/files or $BUMPNET_CACHE_DIR/files).
     cache_dir: Path | None = None
+    #: files downloaded at the same time when download is on.
+    download_parallel: PositiveInt = 4
+    #: seconds one remote request (streaming read or download) may take before it fails.
+    network_timeout_s: PositiveFloat = 90.0
     offline: bool = False
     metadata_cache_expiry_hours: PositiveFloat = 168.0
     #: Local files, globs or URLs; when set, used instead of the release listing.
