@@ -1,0 +1,46 @@
+"""A distributed.LocalCluster on this machine, from the ``cluster.local`` config section."""
+
+from __future__ import annotations
+
+import logging
+
+import distributed
+from dask.system import CPU_COUNT
+
+from processor.config import LocalClusterConfig
+
+logger = logging.getLogger(__name__)
+
+#: Local schedulers and workers listen on loopback only.
+LOCAL_HOST = "127.0.0.1"
+
+
+def default_local_workers(threads_per_worker: int) -> int:
+    """As many single-process workers as the cores available to us allow (at least one)."""
+    return max(1, CPU_COUNT // threads_per_worker)
+
+
+def make_local_cluster(
+    cfg: LocalClusterConfig, n_workers: int | None = None
+) -> distributed.LocalCluster:
+    """Start a process-based LocalCluster bound to 127.0.0.1.
+
+    Workers: ``n_workers``, else ``cfg.n_workers``, else cores // threads_per_worker.
+    The dashboard listens on ``cfg.dashboard_address`` (a busy port is replaced by a free one).
+    """
+    workers = n_workers or cfg.n_workers or default_local_workers(cfg.threads_per_worker)
+    cluster = distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=cfg.threads_per_worker,
+        processes=True,
+        memory_limit=cfg.memory_limit,
+        host=LOCAL_HOST,
+        dashboard_address=cfg.dashboard_address,
+    )
+    logger.info(
+        "local cluster: %d workers x %d threads, scheduler %s",
+        workers,
+        cfg.threads_per_worker,
+        cluster.scheduler_address,
+    )
+    return cluster
