@@ -216,7 +216,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 client=client,
                 skipbadfiles=skip,
                 checkpoint_dir=out_dir / "checkpoints",
-                uproot_options=uproot_options(),
+                uproot_options=plan.uproot_options or uproot_options(),
             )
         is_shard = args.batch_job_index is not None
         manifest = finish_run(

@@ -86,6 +86,8 @@ _2025E_LEP_IDS = {
 }
 _2025E_LEP_ISOS = {"loose": _flag("lep_isLooseIso"), "tight": _flag("lep_isTightIso")}
 _MINI_LEP_IDS = {"tight": _flag("lep_isTightID")}
+# the 8 TeV release has no isTightID branch: bit 9 of lep_flag marks tight leptons
+_8TEV_LEP_IDS = {"tight": lambda get: (get("lep_flag") & 512) != 0}
 _MINI_LEP_ISOS = {
     # the education release has no iso flags: relative-isolation working points of its notebooks
     "loose": _rel_iso("lep_pt", ("lep_ptcone30", "lep_etcone20"), 0.30),
@@ -173,8 +175,8 @@ FORMATS: dict[str, Format] = {
         tree="mini",
         to_gev=1e-3,
         collections={
-            "e": _lep("lep_E", 11, _MINI_LEP_IDS, _MINI_LEP_ISOS),
-            "m": _lep("lep_E", 13, _MINI_LEP_IDS, _MINI_LEP_ISOS),
+            "e": _lep("lep_E", 11, _8TEV_LEP_IDS, _MINI_LEP_ISOS),
+            "m": _lep("lep_E", 13, _8TEV_LEP_IDS, _MINI_LEP_ISOS),
             "j": Collection("jet_pt", "jet_eta", "jet_phi", ("energy", "jet_E")),
         },
         btag=("jet_MV1", lambda arr, cfg: arr > cfg.mv2c10_min),

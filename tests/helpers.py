@@ -15,7 +15,9 @@ from processor.mass_processor import MassProcessor
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "atlas-opendata"
 
 
-def run_processor(fileset: dict, config: Config, executor: Any = None, chunksize: int = 100_000) -> tuple[dict, dict]:
+def run_processor(
+    fileset: dict, config: Config, executor: Any = None, chunksize: int = 100_000
+) -> tuple[dict, dict]:
     """Run MassProcessor on a fileset; returns (output, metrics)."""
     runner = processor.Runner(
         executor=executor or processor.IterativeExecutor(status=False),

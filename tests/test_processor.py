@@ -19,7 +19,9 @@ from processor.weights import default_scale_factors, luminosity_pb, mc_weights
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     d = tmp_path_factory.mktemp("synthetic")
-    data = write_sample(d / "data.root", "2025e", 20_000, seed=11, kind="data", signal_mass_gev=700.0)
+    data = write_sample(
+        d / "data.root", "2025e", 20_000, seed=11, kind="data", signal_mass_gev=700.0
+    )
     mc = write_sample(d / "mc.root", "2025e", 8_000, seed=12, kind="mc", dsid=700001)
     return {
         "data": {"files": {str(data): "analysis"}, "metadata": {"is_mc": False}},
@@ -46,7 +48,16 @@ def test_result_independent_of_chunk_size(sample, reference_output, chunksize):
 def test_result_identical_on_a_two_worker_dask_cluster(sample, reference_output):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         ex = processor.DaskExecutor(client=client, status=False)
         out, _ = run_processor(sample, CONFIG, executor=ex, chunksize=2_500)
     assert_same_output(out, reference_output, rtol=1e-12)
@@ -74,9 +85,26 @@ def test_mc_weights_follow_the_design_formula(sample):
     arrays = uproot.open(path)["analysis"].arrays(library="np")
     fmt = FORMATS["2025e"]
     sfs = default_scale_factors(fmt, btagging=False)
-    w = mc_weights(lambda b: arrays[b], fmt, {}, lumi_pb=luminosity_pb(fmt, None), scale_factors=sfs)
-    expected = arrays["mcWeight"].astype(float) * arrays["xsec"] * arrays["kfac"] * arrays["filteff"] * 36600.0 / arrays["sum_of_weights"]
-    for sf in ("ScaleFactor_PILEUP", "ScaleFactor_ELE", "ScaleFactor_MUON", "ScaleFactor_PHOTON", "ScaleFactor_TAU", "ScaleFactor_JVT", "ScaleFactor_LepTRIGGER"):
+    w = mc_weights(
+        lambda b: arrays[b], fmt, {}, lumi_pb=luminosity_pb(fmt, None), scale_factors=sfs
+    )
+    expected = (
+        arrays["mcWeight"].astype(float)
+        * arrays["xsec"]
+        * arrays["kfac"]
+        * arrays["filteff"]
+        * 36600.0
+        / arrays["sum_of_weights"]
+    )
+    for sf in (
+        "ScaleFactor_PILEUP",
+        "ScaleFactor_ELE",
+        "ScaleFactor_MUON",
+        "ScaleFactor_PHOTON",
+        "ScaleFactor_TAU",
+        "ScaleFactor_JVT",
+        "ScaleFactor_LepTRIGGER",
+    ):
         expected = expected * arrays[sf]
     np.testing.assert_allclose(w, expected, rtol=1e-12)
     assert np.unique(np.sign(w)).size >= 1

@@ -38,7 +38,13 @@ def test_every_format_runs_and_the_cutflow_accounts_for_every_event(fmt):
     assert out["files"] == entries
     cf = out["cutflow"][folder]
     assert cf["events_read"] == sum(entries.values())
-    assert cf["events_read"] >= cf["after_count_limits"] >= cf["in_final_state"] >= cf["with_combination"] > 0
+    assert (
+        cf["events_read"]
+        >= cf["after_count_limits"]
+        >= cf["in_final_state"]
+        >= cf["with_combination"]
+        > 0
+    )
     group = out["groups"]["mc" if is_mc else "data"]
     assert sum(group["fs_events"].values()) == cf["in_final_state"]
     assert out["formats"] == {fmt: sum(entries.values())}
@@ -49,7 +55,15 @@ def test_every_format_runs_and_the_cutflow_accounts_for_every_event(fmt):
 
 def test_physlite_zee_peaks_at_the_z_mass():
     folder, tree, is_mc = SAMPLES["physlite"]
-    cfg = validate_config({"mass_calculation_task_config": {"min_events_per_fs": 0, "fine_bin_width_gev": 2.0, "mass_max_gev": 13000}})
+    cfg = validate_config(
+        {
+            "mass_calculation_task_config": {
+                "min_events_per_fs": 0,
+                "fine_bin_width_gev": 2.0,
+                "mass_max_gev": 13000,
+            }
+        }
+    )
     out, _ = run_processor(_fileset(folder, tree, is_mc), cfg)
     hists = out["groups"]["mc"]["hists"]
     ee = sum(h for (fs, combo), h in hists.items() if combo == "e0e1")
