@@ -17,7 +17,11 @@ def _leaf_keys(model: type, prefix: str = "") -> set[str]:
     for name, field in model.model_fields.items():
         ann = field.annotation
         sub = next(
-            (c for c in (ann, *getattr(ann, "__args__", ())) if isinstance(c, type) and hasattr(c, "model_fields")),
+            (
+                c
+                for c in (ann, *getattr(ann, "__args__", ()))
+                if isinstance(c, type) and hasattr(c, "model_fields")
+            ),
             None,
         )
         if sub is not None and name not in ("adaptive",):
@@ -60,7 +64,9 @@ def test_design_defaults():
 
 
 def test_partial_override_keeps_other_defaults():
-    cfg = validate_config({"object_selection": {"electrons": {"id": "tight"}, "btagging": {"enabled": True}}})
+    cfg = validate_config(
+        {"object_selection": {"electrons": {"id": "tight"}, "btagging": {"enabled": True}}}
+    )
     assert cfg.object_selection.electrons.pt_min == 25
     assert cfg.object_selection.electrons.id == "tight"
     assert cfg.object_selection.active_types() == ("e", "m", "j", "b", "g", "t")
@@ -69,11 +75,20 @@ def test_partial_override_keeps_other_defaults():
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ({"run_metadata": {"run_nme": "x"}}, "unknown config key 'run_metadata.run_nme': did you mean 'run_name'?"),
+        (
+            {"run_metadata": {"run_nme": "x"}},
+            "unknown config key 'run_metadata.run_nme': did you mean 'run_name'?",
+        ),
         ({"histogram_creaton_task_config": {}}, "did you mean 'histogram_creation_task_config'?"),
-        ({"object_selection": {"muons": {"pt_mn": 3}}}, "'object_selection.muons.pt_mn': did you mean 'pt_min'?"),
+        (
+            {"object_selection": {"muons": {"pt_mn": 3}}},
+            "'object_selection.muons.pt_mn': did you mean 'pt_min'?",
+        ),
         ({"tasks": {"do_parsing": True}}, "config key 'tasks.do_parsing' is not used any more"),
-        ({"executor": {"chunksize": 0}}, "config key 'executor.chunksize': Input should be greater than 0 (got 0)"),
+        (
+            {"executor": {"chunksize": 0}},
+            "config key 'executor.chunksize': Input should be greater than 0 (got 0)",
+        ),
         ({"parsing_task_config": {"release": "2021"}}, "config key 'parsing_task_config.release'"),
         (
             {"histogram_creation_task_config": {"bin_width_gev": 7}},

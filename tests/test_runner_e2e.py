@@ -231,11 +231,6 @@ def test_input_on_real_files(workdir):
     assert mf["formats"] == {"2020e": 832}
 
 
-ROOT_AVAILABLE = (
-    shutil.which("hadd") is not None or (Path(sys.executable).parent.parent / "lib").exists()
-)
-
-
 def _hadd() -> str | None:
     try:
         import ROOT  # noqa: F401
