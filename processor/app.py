@@ -57,6 +57,25 @@ def one_line(exc: BaseException) -> str:
     return text or exc.__class__.__name__
 
 
+def known_cause(exc: BaseException) -> BaseException | None:
+    """The first of our own (explained) errors in an exception's chain, if any.
+
+    Executors wrap worker exceptions (coffea raises ``Exception("Failed processing file: ...")``);
+    the explained error underneath is the one to show.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        cur = todo.pop(0)
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, KNOWN_ERRORS):
+            return cur
+        todo += [cur.__cause__, cur.__context__]
+    return None
+
+
 def dispatch(args: argparse.Namespace, config: Config) -> int:
     """Run the mode the arguments ask for; return the exit code."""
     if args.plots_only:

@@ -168,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; the cluster and its jobs were shut down", file=sys.stderr)
         return EXIT_ERROR
-    except app.KNOWN_ERRORS as exc:
-        print(f"error: {app.one_line(exc)}", file=sys.stderr)
+    except Exception as exc:  # one line on stderr; the traceback goes to the log at DEBUG
+        known = app.known_cause(exc)
+        log.debug("run failed", exc_info=True)
+        if known is None:
+            print(
+                f"error: {exc.__class__.__name__}: {app.one_line(exc)} (rerun with --log-level DEBUG for the traceback)",
+                file=sys.stderr,
+            )
+        else:
+            print(f"error: {app.one_line(known)}", file=sys.stderr)
         return EXIT_ERROR

@@ -1054,7 +1054,13 @@ def _from_inputs(
                     tree,
                 )
             else:
-                tree = detect_tree(where, override)
+                try:
+                    tree = detect_tree(where, override)
+                except DataAccessError as exc:
+                    # unreadable or treeless: keep it; the runner's pre-flight reports it per
+                    # file (skipped with skipbadfiles, else the run stops naming it)
+                    log.debug("%s", exc)
+                    tree = override or RELEASE_TREES.get(parsing.release, "analysis")
             file_map[where] = tree
         trees = sorted(set(file_map.values()))
         tree = trees[0] if len(trees) == 1 else ",".join(trees)
