@@ -39,12 +39,17 @@ def four_momenta(rec: ak.Array, obj_type: str, hypothesis: str = "stored") -> di
 def suffix_sums(component: ak.Array, width: int) -> np.ndarray:
     """``out[i, k]`` = sum of the component over objects k.. of event i (shape (n, width+1)).
 
-    Objects must be pT-ordered and at most ``width`` per event; padding adds zeros.
+    Objects must be pT-ordered and at most ``width`` per event; missing objects count zero.
     """
-    padded = ak.fill_none(ak.pad_none(component, width, axis=1, clip=True), 0.0)
-    dense = np.asarray(ak.to_numpy(padded), dtype=np.float64).reshape(len(component), width)
-    out = np.zeros((len(component), width + 1), dtype=np.float64)
-    out[:, :width] = np.cumsum(dense[:, ::-1], axis=1)[:, ::-1]
+    counts = np.asarray(ak.num(component, axis=1), dtype=np.int64)
+    flat = np.asarray(ak.flatten(component, axis=1), dtype=np.float64)
+    rows = np.repeat(np.arange(len(counts)), counts)
+    starts = np.cumsum(counts) - counts
+    local = np.arange(len(flat)) - np.repeat(starts, counts)
+    out = np.zeros((len(counts), width + 1), dtype=np.float64, order="F")
+    out[rows, local] = flat
+    for k in range(width - 1, -1, -1):  # at most max_count columns, each one vector operation
+        out[:, k] += out[:, k + 1]
     return out
 
 
