@@ -282,7 +282,9 @@ def print_summary(run_dir: Path, manifest: dict[str, Any]) -> None:
         if g.get("file"):
             print(f"  {group}: {run_dir / g['file']}")
     print(f"raw fine-grid histograms: {run_dir / manifest['raw_file']}")
-    print(f"manifest: {run_dir / 'manifest.json'}   plots: {run_dir / 'plots'}")
+    plots = run_dir / "plots"
+    has_plots = plots.is_dir() and any(plots.iterdir())
+    print(f"manifest: {run_dir / 'manifest.json'}" + (f"   plots: {plots}" if has_plots else ""))
     if manifest["status"] == "partial":
         print(
             f"PARTIAL: {len(manifest['failures'])} input failure(s); see manifest.json 'failures'"

@@ -322,3 +322,30 @@ def test_output_opens_in_root_and_hadd_adds_raw_files(workdir, small_inputs):
         rois = [k for k in f.keys() if k.startswith("ROI_")]
         assert int(n) == len(rois)
         assert float(integral) == pytest.approx(sum(f[k].values().sum() for k in rois))
+
+
+def test_maxchunks_quick_look_is_not_a_failure(workdir, small_inputs):
+    d = workdir / "maxchunks"
+    d.mkdir()
+    cfg = d / "c.yaml"
+    cfg.write_text(
+        "executor: {maxchunks: 1, chunksize: 1000, align_clusters: false}\ntasks: {do_plots: false}\n"
+    )
+    res = run(
+        [
+            "--executor",
+            "iterative",
+            "--config",
+            str(cfg),
+            "--input",
+            *map(str, small_inputs),
+            "--run-dir",
+            str(d / "r"),
+        ],
+        d,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    mf = json.loads((d / "r" / "manifest.json").read_text())
+    assert mf["status"] == "ok"
+    assert mf["cutflow_total"]["events_read"] == 1000  # one chunk of the one dataset
+    assert "plots:" not in res.stdout
