@@ -69,6 +69,21 @@ class JobTracker:
             return list(self.submitted), list(self.errors)
 
 
+class JobSubmitError(RuntimeError):
+    """The submit command failed; the JobTracker records it and start-up reports it in one line."""
+
+
+class _DropReportedSubmitErrors(logging.Filter):
+    """Drop tornado's traceback of a failed submission (open_cluster raises it as one line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, JobSubmitError)
+
+
+logging.getLogger("tornado.application").addFilter(_DropReportedSubmitErrors())
+
+
 def _one_line(text: str, limit: int = 400) -> str:
     """A command's output as one line: its 'error:' lines if it has any, else all lines."""
     lines = [part.strip(" '\"") for part in text.splitlines()]
@@ -95,11 +110,11 @@ def _tracked_job_class(
                     cwd=submit_dir,
                 )
             except OSError as exc:
-                raise RuntimeError(f"cannot run `{shown}`: {exc}") from exc
+                raise JobSubmitError(f"cannot run `{shown}`: {exc}") from exc
             out, err = await proc.communicate()
             if proc.returncode != 0:
                 detail = _one_line(err.decode(errors="replace") or out.decode(errors="replace"))
-                raise RuntimeError(f"`{shown}` exited with {proc.returncode}: {detail}")
+                raise JobSubmitError(f"`{shown}` exited with {proc.returncode}: {detail}")
             return out.decode()
 
         async def start(self) -> None:
