@@ -255,6 +255,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             },
             datasets=plan.datasets,
             make_plots=False if is_shard else None,
+            release=None if args.demo else "config",
         )
         print_summary(out_dir, manifest)
         return EXIT_PARTIAL if manifest["status"] == "partial" else EXIT_OK

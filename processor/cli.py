@@ -156,8 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_args(args, parser)
-    setup_logging(args.log_level)
+    import distributed  # noqa: F401  (its import configures logging; ours must come after)
+
     from . import app  # heavy imports only after argument parsing
+
+    setup_logging(args.log_level)
 
     try:
         config = resolve_config(args)

@@ -258,6 +258,7 @@ def finish_run(
     context: Mapping[str, Any],
     datasets: list[dict[str, Any]] | None = None,
     make_plots: bool | None = None,
+    release: str | None = "config",
 ) -> dict[str, Any]:
     """Post-process every sample group, write the ROOT files, plots and manifest.json."""
     grid = MassGrid(
@@ -300,7 +301,8 @@ def finish_run(
                 " / ".join(result.collisions[0]),
             )
     cutflow["final_states_kept"] = kept_events
-    release = config.parsing_task_config.release if not config.parsing_task_config.inputs else None
+    if release == "config":  # the configured release, unless the run read other inputs
+        release = None if config.parsing_task_config.inputs else config.parsing_task_config.release
     sqrt_s, lumi = RELEASE_INFO.get(release or "", (13.0, None))
     events_processed = sum(out.get("files", {}).values())
     n_failed_files = len({f["file"] for f in failures})

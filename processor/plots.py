@@ -680,7 +680,7 @@ def plot_overviews(
                 else f"spectra_overview_{group}_{k}.png"
             )
             fig = _overview_page(chunk, info, group, k, len(pages))
-            written.append(_save_png(fig, plots / name, dpi=80))
+            written.append(_save_png(fig, plots / name, dpi=100))
     return written
 
 
