@@ -589,19 +589,33 @@ def test_input_errors_name_the_path(input_tree: Path) -> None:
         _plan(inputs=[str(input_tree / "nothing*.root")])
     with pytest.raises(DataAccessError, match=r"input '.*missing\.root' does not exist"):
         _plan(inputs=[str(input_tree / "missing.root")])
+    plan = _plan(inputs=[str(input_tree / "weird")], tree_name="events")
+    assert set(plan.fileset["weird"]["files"].values()) == {"events"}
+
+
+def test_unreadable_or_treeless_inputs_are_left_to_the_preflight(input_tree: Path) -> None:
+    """Such files stay in the fileset with the configured/default tree; the runner's pre-flight
+    then reports each one (skipped with skipbadfiles, else the run stops naming it)."""
+    from processor.opendata import detect_tree
+
     with pytest.raises(
         DataAccessError,
         match=r"has none of the trees analysis, mini, CollectionTree \(it has events\)",
     ):
-        _plan(inputs=[str(input_tree / "weird")])
-    plan = _plan(inputs=[str(input_tree / "weird")], tree_name="events")
-    assert set(plan.fileset["weird"]["files"].values()) == {"events"}
+        detect_tree(
+            str(input_tree / "weird" / next(p.name for p in (input_tree / "weird").iterdir()))
+        )
+    plan = _plan(inputs=[str(input_tree / "weird")])
+    assert set(plan.fileset["weird"]["files"].values()) == {"analysis"}
     with pytest.raises(DataAccessError, match=r"has no tree 'analysis'"):
-        _plan(inputs=[str(input_tree / "b/data_A.4lep.root")], tree_name="analysis")
+        detect_tree(str(input_tree / "b/data_A.4lep.root"), "analysis")
+    plan = _plan(inputs=[str(input_tree / "b/data_A.4lep.root")], tree_name="analysis")
+    assert set(next(iter(plan.fileset.values()))["files"].values()) == {"analysis"}
     bad = input_tree / "bad.root"
     bad.write_bytes(b"not a ROOT file")
     with pytest.raises(DataAccessError, match=r"cannot open input '.*bad\.root' as a ROOT file"):
-        _plan(inputs=[str(bad)])
+        detect_tree(str(bad))
+    assert str(bad) in next(iter(_plan(inputs=[str(bad)]).fileset.values()))["files"]
 
 
 def test_input_urls_are_downloaded_and_grouped(tmp_path: Path) -> None:
