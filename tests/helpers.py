@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import uproot
 from coffea import processor
 from coffea.nanoevents import BaseSchema
 
@@ -43,3 +44,31 @@ def assert_same_output(a: dict, b: dict, rtol: float = 0.0) -> None:
                 np.testing.assert_allclose(va["value"], vb["value"], rtol=rtol, err_msg=str(key))
             else:
                 np.testing.assert_array_equal(va, vb, err_msg=str(key))
+
+
+def read_hists(path: Path) -> dict[str, object]:
+    """Every object of a ROOT file: TH1 -> (values, variances, edges) with flow; else class."""
+    out: dict[str, object] = {}
+    with uproot.open(path) as f:
+        for key, cls in f.classnames(cycle=False).items():
+            if cls.startswith("TH1"):
+                h = f[key]
+                out[key] = (h.values(flow=True), h.variances(flow=True), h.axis().edges())
+            else:
+                out[key] = cls
+    return out
+
+
+def assert_same_hists(a: Path, b: Path) -> int:
+    """Same keys, and every histogram identical bin by bin; returns the number of TH1."""
+    ha, hb = read_hists(a), read_hists(b)
+    assert ha.keys() == hb.keys()
+    n = 0
+    for key, va in ha.items():
+        if isinstance(va, str):
+            assert va == hb[key], key
+            continue
+        n += 1
+        for x, y in zip(va, hb[key], strict=True):
+            np.testing.assert_array_equal(x, y, err_msg=key)
+    return n

@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import uproot
+from helpers import assert_same_hists
 from pbs_helpers import fake_qsub, live_jobs, qstat_states
 
 from processor.synthetic import sample_filename, write_sample
@@ -80,34 +79,6 @@ def runner(
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def read_hists(path: Path) -> dict[str, object]:
-    """Every object of a ROOT file: TH1 -> (values, variances, edges) with flow; else class."""
-    out: dict[str, object] = {}
-    with uproot.open(path) as f:
-        for key, cls in f.classnames(cycle=False).items():
-            if cls.startswith("TH1"):
-                h = f[key]
-                out[key] = (h.values(flow=True), h.variances(flow=True), h.axis().edges())
-            else:
-                out[key] = cls
-    return out
-
-
-def assert_same_hists(a: Path, b: Path) -> int:
-    """Same keys, and every histogram identical bin by bin; returns the number of TH1."""
-    ha, hb = read_hists(a), read_hists(b)
-    assert ha.keys() == hb.keys()
-    n = 0
-    for key, va in ha.items():
-        if isinstance(va, str):
-            assert va == hb[key], key
-            continue
-        n += 1
-        for x, y in zip(va, hb[key], strict=True):
-            np.testing.assert_array_equal(x, y, err_msg=key)
-    return n
 
 
 def test_pbs_run_equals_local_run(tmp_path: Path, config: Path, sample: list[Path]) -> None:

@@ -15,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import uproot
+from helpers import assert_same_hists
 from pbs_helpers import ENDED_STATES
 
 from processor.synthetic import sample_filename, write_sample
@@ -214,34 +213,6 @@ def delete_named(prefix: str) -> None:
 def unique_name(tag: str) -> str:
     """A job name prefix no other test run uses (qstat shows 16 characters)."""
     return f"b{tag}{os.getpid() % 10000}"
-
-
-def read_hists(path: Path) -> dict[str, object]:
-    """Every object of a ROOT file: TH1 -> (values, variances, edges) with flow; else class."""
-    out: dict[str, object] = {}
-    with uproot.open(path) as f:
-        for key, cls in f.classnames(cycle=False).items():
-            if cls.startswith("TH1"):
-                h = f[key]
-                out[key] = (h.values(flow=True), h.variances(flow=True), h.axis().edges())
-            else:
-                out[key] = cls
-    return out
-
-
-def assert_same_hists(a: Path, b: Path) -> int:
-    """Same keys, and every histogram identical bin by bin; returns the number of TH1."""
-    ha, hb = read_hists(a), read_hists(b)
-    assert ha.keys() == hb.keys()
-    n = 0
-    for key, va in ha.items():
-        if isinstance(va, str):
-            assert va == hb[key], key
-            continue
-        n += 1
-        for x, y in zip(va, hb[key], strict=True):
-            np.testing.assert_array_equal(x, y, err_msg=key)
-    return n
 
 
 def reference_run(sample: list[Path], config: Path, run_dir: Path) -> subprocess.Popen:
