@@ -127,3 +127,42 @@ def test_only_filled_histograms_exist_and_size_is_reported(reference_output):
     n_hists = sum(len(g["hists"]) for g in reference_output["groups"].values())
     # Weight storage: 2 doubles per bin, 2602 bins -> about 42 kB per histogram
     assert 30_000 * n_hists < size < 60_000 * n_hists
+
+
+def test_a_dead_worker_does_not_change_the_result(sample, reference_output):
+    """One of two workers dies mid-run (its process exits); Dask reschedules its chunks."""
+    import os
+    import signal
+    import threading
+
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        victim = sorted(client.scheduler_info()["workers"])[0]
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        killed = threading.Event()
+
+        def kill_when_busy() -> None:
+            for _ in range(200):  # bounded: at most ~20 s
+                if client.processing(workers=[victim]).get(victim):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.set()
+                    return
+                threading.Event().wait(0.1)
+
+        killer = threading.Thread(target=kill_when_busy, daemon=True)
+        killer.start()
+        ex = processor.DaskExecutor(client=client, status=False, retries=3)
+        out, _ = run_processor(sample, CONFIG, executor=ex, chunksize=500)
+        killer.join(timeout=30)
+    assert killed.is_set()
+    assert_same_output(out, reference_output, rtol=1e-12)
