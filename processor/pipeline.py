@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ import cloudpickle
 from coffea import processor
 from coffea.nanoevents import BaseSchema
 from coffea.processor import accumulate
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .analysis import CUTFLOW_STEPS
 from .config import Config
@@ -110,12 +112,30 @@ def preflight(
             jobs.append((path, dataset, tree, config, is_mc, uproot_options))
     if not jobs:
         return []
-    if client is not None:
-        futures = [client.submit(inspect_file, *job, pure=False) for job in jobs]
-        reports = client.gather(futures)
-    else:
-        with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
-            reports = list(pool.map(lambda job: inspect_file(*job), jobs))
+    with Progress(
+        TextColumn("Checking inputs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("inputs", total=len(jobs))
+        if client is not None:
+            from distributed import as_completed
+
+            futures = [client.submit(inspect_file, *job, pure=False) for job in jobs]
+            order = {f.key: i for i, f in enumerate(futures)}
+            reports: list[Any] = [None] * len(jobs)
+            for fut in as_completed(futures):
+                reports[order[fut.key]] = fut.result()
+                bar.advance(task)
+        else:
+            with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
+                reports = []
+                for rep in pool.map(lambda job: inspect_file(*job), jobs):
+                    reports.append(rep)
+                    bar.advance(task)
     if progress:
         progress(len(reports), len(jobs))
     return reports
