@@ -14,7 +14,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,notebook,root]'
+	$(BIN)/pip install --quiet -e '.[test,notebook,root,xrootd]'
 	touch $@ $(VENV)/.demo-installed
 
 setup-demo: $(VENV)/.demo-installed
