@@ -15,7 +15,6 @@ import uproot
 from .config import Config, ConfigError
 from .download import DataAccessError, uproot_options
 from .formats import FormatError
-from .inputs import FileReport
 from .mass_processor import ChunkError
 from .opendata import FilesetPlan, build_fileset
 from .pipeline import (
@@ -30,7 +29,7 @@ from .pipeline import (
     regenerate_plots,
     total_cutflow,
 )
-from .rundir import attach_log_file, new_run_dir, read_json, run_context, write_config, write_json
+from .rundir import attach_log_file, new_run_dir, run_context, write_config, write_json
 
 log = logging.getLogger("bumpnet")
 
@@ -362,4 +361,4 @@ def merge_only(args: argparse.Namespace, config: Config) -> int:
     return EXIT_PARTIAL if manifest["status"] == "partial" else EXIT_OK
 
 
-__all__ = ["KNOWN_ERRORS", "dispatch", "one_line", "FileReport", "read_json"]
+__all__ = ["KNOWN_ERRORS", "dispatch", "known_cause", "one_line"]

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +102,6 @@ def preflight(
     *,
     client: Any = None,
     uproot_options: dict[str, Any] | None = None,
-    progress: Callable[[int, int], None] | None = None,
 ) -> list[FileReport]:
     """Open every input once (on the Dask workers when a client is given) and check it."""
     jobs = []
@@ -136,8 +135,6 @@ def preflight(
                 for rep in pool.map(lambda job: inspect_file(*job), jobs):
                     reports.append(rep)
                     bar.advance(task)
-    if progress:
-        progress(len(reports), len(jobs))
     return reports
 
 
