@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +74,21 @@ def assert_same_hists(a: Path, b: Path) -> int:
         for x, y in zip(va, hb[key], strict=True):
             np.testing.assert_array_equal(x, y, err_msg=key)
     return n
+
+
+@contextlib.contextmanager
+def two_worker_client() -> Iterator[Any]:
+    """A Client of a 2-process LocalCluster on loopback (no dashboard), closed afterwards."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import uproot
 from coffea import processor
-from helpers import assert_same_output, run_processor
+from helpers import assert_same_output, run_processor, two_worker_client
 
 from processor.config import validate_config
 from processor.formats import FORMATS, required_branches
@@ -46,18 +46,7 @@ def test_result_independent_of_chunk_size(sample, reference_output, chunksize):
 
 
 def test_result_identical_on_a_two_worker_dask_cluster(sample, reference_output):
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with two_worker_client() as client:
         ex = processor.DaskExecutor(client=client, status=False)
         out, _ = run_processor(sample, CONFIG, executor=ex, chunksize=2_500)
     assert_same_output(out, reference_output, rtol=1e-12)
@@ -135,18 +124,7 @@ def test_a_dead_worker_does_not_change_the_result(sample, reference_output):
     import signal
     import threading
 
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with two_worker_client() as client:
         victim = sorted(client.scheduler_info()["workers"])[0]
         pid = client.run(os.getpid, workers=[victim])[victim]
         killed = threading.Event()
