@@ -32,7 +32,9 @@ def filled(masses: dict[float, int], weighted: bool = False, weight: float = 1.0
 
 def cfg(**pp):
     hc = pp.pop("hc", {})
-    return validate_config({"post_processing_task_config": pp, "histogram_creation_task_config": hc})
+    return validate_config(
+        {"post_processing_task_config": pp, "histogram_creation_task_config": hc}
+    )
 
 
 SPECTRUM = {12: 3, 47: 10, 52: 5, 61: 2, 95: 1, 150: 4}
@@ -51,7 +53,9 @@ def test_peak_removal_and_outlier_split_by_hand():
 
 
 def test_outliers_merged_back_when_not_excluded():
-    s = process_spectrum(FS, "e0e1", filled(SPECTRUM), GRID, cfg(hc={"exclude_outliers": False}), False)
+    s = process_spectrum(
+        FS, "e0e1", filled(SPECTRUM), GRID, cfg(hc={"exclude_outliers": False}), False
+    )
     assert s.outliers is None
     assert s.roi.axes[0].edges[0] == 40.0
     assert s.roi.values().sum() == 10 + 5 + 2 + 1 + 4
@@ -71,7 +75,14 @@ def test_first_empty_bin_right_after_peak_means_no_split():
 
 
 def test_no_peak_removal_starts_at_first_filled_bin():
-    s = process_spectrum(FS, "e0e1", filled({12: 3, 47: 10, 52: 5}), GRID, cfg(peak_removal=False, split_outliers=False), False)
+    s = process_spectrum(
+        FS,
+        "e0e1",
+        filled({12: 3, 47: 10, 52: 5}),
+        GRID,
+        cfg(peak_removal=False, split_outliers=False),
+        False,
+    )
     assert s.lo == 10.0
     assert s.roi.values().sum() == 18
 
@@ -85,12 +96,18 @@ def test_z_peak_cut_only_for_same_flavour_pairs():
     em = process_spectrum("1e_1m_0j_0g_0t_0b", "e0m0", filled(masses), GRID, c, False)
     assert "z_peak_cut" not in em.removed
     assert em.lo == 90.0
-    assert same_flavour_pair("e0m0m1j0") and same_flavour_pair("e0e1") and not same_flavour_pair("e0m0j0j1")
+    assert (
+        same_flavour_pair("e0m0m1j0")
+        and same_flavour_pair("e0e1")
+        and not same_flavour_pair("e0m0j0j1")
+    )
 
 
 def test_max_mass_cut_and_overflow_counted():
     h = filled({45: 10, 55: 3, 150: 4, 250: 2})  # 250 is above the grid: overflow
-    s = process_spectrum(FS, "e0e1", h, GRID, cfg(max_mass_cut=True, max_mass_gev=150, split_outliers=False), False)
+    s = process_spectrum(
+        FS, "e0e1", h, GRID, cfg(max_mass_cut=True, max_mass_gev=150, split_outliers=False), False
+    )
     assert s.removed["max_mass_cut"] == 4
     assert s.removed["overflow"] == 2
     assert s.hi == 60.0
@@ -98,7 +115,12 @@ def test_max_mass_cut_and_overflow_counted():
 
 
 def test_rebinning_sums_fine_bins_exactly():
-    c = validate_config({"histogram_creation_task_config": {"bin_width_gev": 20}, "post_processing_task_config": {"split_outliers": False}})
+    c = validate_config(
+        {
+            "histogram_creation_task_config": {"bin_width_gev": 20},
+            "post_processing_task_config": {"split_outliers": False},
+        }
+    )
     s = process_spectrum(FS, "e0e1", filled(SPECTRUM), GRID, c, False)
     assert s.roi.axes[0].edges.tolist()[:3] == [40.0, 60.0, 80.0]
     assert s.roi.values().tolist()[:2] == [15, 2]
@@ -129,11 +151,20 @@ def test_bumpnet_rejections():
 
 
 def test_names_and_bumpnet_parser_collisions():
-    assert roi_name("2e_0m_1j_0g_0t_0b", "e0e1j0", 10) == "ROI_mass_e0e1j0_cat_2ex_0mx_1jx_0gx_0tx_0bx_width_10.0"
-    assert roi_name("2e_0m_1j_0g_0t_0b", "e0e1j0", 10, bumpnet=False) == "ROI_2e_0m_1j_0g_0t_0b_e0e1j0_width_10.0"
+    assert (
+        roi_name("2e_0m_1j_0g_0t_0b", "e0e1j0", 10)
+        == "ROI_mass_e0e1j0_cat_2ex_0mx_1jx_0gx_0tx_0bx_width_10.0"
+    )
+    assert (
+        roi_name("2e_0m_1j_0g_0t_0b", "e0e1j0", 10, bumpnet=False)
+        == "ROI_2e_0m_1j_0g_0t_0b_e0e1j0_width_10.0"
+    )
     assert outlier_name("2e_0m_1j_0g_0t_0b", "e0e1j0", 2.5).endswith("_width_2.5")
     assert raw_name("1e_1m_0j_0g_0t_1b", "e0m0b0") == "raw_mass_e0m0b0_cat_1ex_1mx_0jx_0gx_0tx_1bx"
-    assert parse_raw_name("raw_mass_e0m0b0_cat_1ex_1mx_0jx_0gx_0tx_1bx;1") == ("1e_1m_0j_0g_0t_1b", "e0m0b0")
+    assert parse_raw_name("raw_mass_e0m0b0_cat_1ex_1mx_0jx_0gx_0tx_1bx;1") == (
+        "1e_1m_0j_0g_0t_1b",
+        "e0m0b0",
+    )
     a = roi_name("2e_0m_1j_0g_0t_0b", "e0e1", 10)
     b = roi_name("2e_0m_1j_1g_0t_0b", "e0e1", 10)
     c = roi_name("2e_0m_1j_0g_2t_0b", "e0e1", 10)
