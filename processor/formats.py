@@ -237,13 +237,6 @@ FORMATS: dict[str, Format] = {
     ),
 }
 
-CONFIG_FORMAT_NAMES = {"2025e": "2025e", "2020e": "2020e", "2016e": "2016e", "physlite": "physlite"}
-RELEASE_FORMATS = {
-    "2025e-13tev-beta": "2025e",
-    "2020e-13tev": "2020e",
-    "2016e-8tev": "2016e",
-    "2024r-pp": "physlite",
-}
 #: integrated luminosity of each format's data, pb^-1 (DESIGN §4)
 LUMINOSITY_PB = {"2025e": 36600.0, "2020e": 10000.0, "2016e": 1000.0}
 

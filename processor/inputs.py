@@ -9,7 +9,7 @@ from typing import Any
 import uproot
 
 from .config import Config
-from .formats import FORMATS, FormatError, detect_format, required_branches
+from .formats import FormatError, detect_format, required_branches
 from .weights import default_scale_factors, weight_branches
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,3 @@ def inspect_file(
         text = " ".join(str(exc).split())[:300] or exc.__class__.__name__
         rep.error = f"{file}: cannot read it ({exc.__class__.__name__}: {text}); re-download or drop the file"
     return rep
-
-
-def known_format_names() -> list[str]:
-    """Names accepted by parsing_task_config.format (besides 'auto')."""
-    return sorted(FORMATS)
