@@ -92,3 +92,16 @@ def two_worker_client() -> Iterator[Any]:
         Client(cluster) as client,
     ):
         yield client
+
+
+def assert_same_run_histograms(run_a: Path, run_b: Path) -> int:
+    """Two run directories hold identical raw and BumpNet histograms (values, variances, edges,
+    flow); returns the number of raw TH1."""
+    n = assert_same_hists(
+        run_a / "histograms" / "raw_histograms.root", run_b / "histograms" / "raw_histograms.root"
+    )
+    assert assert_same_hists(
+        run_a / "histograms" / "bumpnet_histograms.root",
+        run_b / "histograms" / "bumpnet_histograms.root",
+    )
+    return n

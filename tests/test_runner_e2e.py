@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import uproot
-from helpers import SHARED
+from helpers import SHARED, assert_same_run_histograms
 
 from processor.synthetic import write_sample
 
@@ -192,18 +192,7 @@ def test_merging_two_halves_equals_one_run(workdir, small_inputs):
     )
     res = run(["--merge-only", str(a), str(b), "--run-dir", str(m)], d)
     assert res.returncode == 0, res.stderr[-2000:]
-    raw_full, raw_merged = _raw(full), _raw(m)
-    assert raw_full.keys() == raw_merged.keys()
-    for k in raw_full:
-        np.testing.assert_array_equal(raw_full[k], raw_merged[k], err_msg=k)
-    with (
-        uproot.open(full / "histograms" / "bumpnet_histograms.root") as f1,
-        uproot.open(m / "histograms" / "bumpnet_histograms.root") as f2,
-    ):
-        assert set(f1.keys()) == set(f2.keys())
-        for k in f1.keys():
-            np.testing.assert_array_equal(f1[k].values(), f2[k].values(), err_msg=k)
-            np.testing.assert_array_equal(f1[k].axis().edges(), f2[k].axis().edges())
+    assert assert_same_run_histograms(full, m) > 10
     mf = json.loads((m / "manifest.json").read_text())
     assert mf["cutflow_total"]["events_read"] == 24_000
 

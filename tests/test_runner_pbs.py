@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import assert_same_hists
+from helpers import assert_same_run_histograms
 from pbs_helpers import fake_qsub, live_jobs, qstat_states
 
 from processor.synthetic import sample_filename, write_sample
@@ -107,15 +107,7 @@ def test_pbs_run_equals_local_run(tmp_path: Path, config: Path, sample: list[Pat
     assert "Starting worker" in worker_log or "Start worker" in worker_log, worker_log[-2000:]
     assert live_jobs(job_ids) == {}, "the run must leave no job behind"
 
-    n = assert_same_hists(
-        pbs_dir / "histograms" / "raw_histograms.root",
-        local_dir / "histograms" / "raw_histograms.root",
-    )
-    assert n > 100
-    assert assert_same_hists(
-        pbs_dir / "histograms" / "bumpnet_histograms.root",
-        local_dir / "histograms" / "bumpnet_histograms.root",
-    )
+    assert assert_same_run_histograms(pbs_dir, local_dir) > 100
     pbs_manifest = json.loads((pbs_dir / "manifest.json").read_text())
     local_manifest = json.loads((local_dir / "manifest.json").read_text())
     assert (pbs_manifest["mode"], local_manifest["mode"]) == ("pbs", "local")
