@@ -9,7 +9,8 @@ from typing import Any
 import uproot
 
 from .config import Config
-from .formats import FormatError, detect_format, required_branches
+from .formats import FormatError, detect_format
+from .selection import branches_needed
 from .weights import default_scale_factors, weight_branches
 
 log = logging.getLogger(__name__)
@@ -69,12 +70,7 @@ def inspect_file(
             fmt = detect_format(rep.tree, branches, config.parsing_task_config.format, source=file)
             rep.format = fmt.name
             sel = config.object_selection
-            needed = required_branches(
-                fmt,
-                [x for x in sel.active_types() if ("j" if x == "b" else x) in fmt.collections],
-                sel.cuts,
-                sel.btagging,
-            )
+            needed = branches_needed(fmt, sel)
             mass = config.mass_calculation_task_config
             if mass.weighting == "mc" and is_mc:
                 sfs = mass.scale_factors
