@@ -8,11 +8,16 @@ from typing import Any
 import awkward as ak
 from coffea import processor
 
-from .analysis import analyse_objects
-from .config import Config
-from .formats import FormatError, detect_format, missing_types, read_collections
-from .histograms import MassGrid, fill_chunk
-from .weights import default_scale_factors, luminosity_pb, mc_weights
+from processor.config import Config
+from processor.opendata.formats import (
+    FormatError,
+    detect_format,
+    missing_types,
+    read_collections,
+)
+from processor.opendata.weights import default_scale_factors, luminosity_pb, mc_weights
+from processor.physics.analysis import analyse_objects
+from processor.physics.histograms import MassGrid, fill_chunk
 
 log = logging.getLogger(__name__)
 
