@@ -150,7 +150,7 @@ fi
 if [ -f "$REPO/runner.py" ]; then
     RUNNER=("$REPO/runner.py")
 else # installed copy of this script (package data): run the CLI module
-    RUNNER=(-c 'import sys; from processor.cli import main; sys.exit(main())')
+    RUNNER=(-c 'import sys; from processor.run.cli import main; sys.exit(main())')
 fi
 
 # -- resolve and validate the config, create the run directory (one Python call) ---------------
@@ -165,7 +165,7 @@ def fail(code, msg):
     sys.exit(code)
 
 try:
-    from processor.cli import build_parser, resolve_config
+    from processor.run.cli import build_parser, resolve_config
     from processor.config import ConfigError
 except ImportError as exc:
     fail(2, f"{sys.executable} cannot import the project ({exc}); install it there "

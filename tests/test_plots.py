@@ -1,4 +1,4 @@
-"""Tests of processor.plots on fake run directories written like the runner writes them."""
+"""Tests of processor.output.plots on fake run directories written like the runner writes them."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import uproot
 
-from processor import plots
+from processor.output import plots
 from processor.config import Config
-from processor.histograms import MassGrid
-from processor.naming import raw_name
-from processor.postprocess import process_spectrum
+from processor.output.naming import raw_name
+from processor.output.postprocess import process_spectrum
+from processor.physics.histograms import MassGrid
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GRID = MassGrid(5.0, 13000.0)
@@ -259,7 +259,7 @@ def test_missing_files_warn_and_still_plot(
     (tmp_path / manifest["histograms"]["mc"]["file"]).unlink()
     manifest["histograms"]["data"]["spectra"][0]["roi_name"] = "ROI_not_there"
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    with caplog.at_level(logging.WARNING, logger="processor.plots"):
+    with caplog.at_level(logging.WARNING, logger="processor.output.plots"):
         written = plots.make_plots(tmp_path)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("raw fine-grid file" in m for m in warned), warned

@@ -10,8 +10,8 @@ from functools import lru_cache
 import awkward as ak
 import numpy as np
 
-from .config import CombinationConfig, ObjectSelection
-from .finalstates import (
+from processor.config import CombinationConfig, ObjectSelection
+from processor.physics.finalstates import (
     LEPTON_PAIRS,
     TAG_CODES,
     LeptonPair,
@@ -24,9 +24,9 @@ from .finalstates import (
     patterns,
     three_lepton_slots,
 )
-from .masses import COMPONENTS, MassEntries, combination_masses, four_momenta
-from .selection import count_limit_mask, object_counts, select_objects
-from .zcandidates import build_z_candidates
+from processor.physics.masses import COMPONENTS, MassEntries, combination_masses, four_momenta
+from processor.physics.selection import count_limit_mask, object_counts, select_objects
+from processor.physics.zcandidates import build_z_candidates
 
 #: cutflow steps in order (event counts)
 CUTFLOW_STEPS = ("events_read", "after_count_limits", "in_final_state", "with_combination")

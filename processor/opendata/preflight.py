@@ -8,10 +8,9 @@ from typing import Any
 
 import uproot
 
-from .config import Config
-from .formats import FormatError, detect_format
-from .selection import branches_needed
-from .weights import default_scale_factors, weight_branches
+from processor.config import Config
+from processor.opendata.formats import FormatError, branches_needed, detect_format
+from processor.opendata.weights import default_scale_factors, weight_branches
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .output import atomic_path
+from processor.config import Config
+from processor.output.rootfiles import atomic_path
 
 SUBDIRS = ("histograms", "plots", "logs")
 PACKAGES = (

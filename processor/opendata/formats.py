@@ -10,7 +10,8 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from .btagging import physlite_branches, physlite_tag
+from processor.opendata.btagging import physlite_branches, physlite_tag
+from processor.physics.selection import types_to_read
 
 log = logging.getLogger(__name__)
 
@@ -465,3 +466,12 @@ def required_branches(
 
     read_collections(record, fmt, types, cuts, btag_cfg=btag_cfg, charge=charge)
     return sorted(set(touched))
+
+
+def branches_needed(fmt: Format, sel: Any) -> list[str]:
+    """Every branch the processor reads from a file of this format for an ObjectSelection
+    (its active types, the collections overlap removal needs, charges, b-tagging)."""
+    overlap = sel.overlap_removal.applies_to(fmt.name)
+    return required_branches(
+        fmt, types_to_read(sel, overlap), sel.cuts, sel.btagging, charge=sel.needs_charge()
+    )

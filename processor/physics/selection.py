@@ -8,9 +8,8 @@ from collections.abc import Mapping
 import awkward as ak
 import numpy as np
 
-from .config import READ_TYPES, ObjectSelection
-from .formats import Format, required_branches
-from .overlap import remove_overlaps, required_types
+from processor.config import READ_TYPES, ObjectSelection
+from processor.physics.overlap import remove_overlaps, required_types
 
 
 def select_objects(
@@ -60,14 +59,6 @@ def types_to_read(sel: ObjectSelection, overlap_removal: bool = False) -> tuple[
         base = required_types(base, sel.overlap_removal)
     out = tuple(t for t in READ_TYPES if t in base)
     return out + (("b",) if "b" in active else ())
-
-
-def branches_needed(fmt: Format, sel: ObjectSelection) -> list[str]:
-    """Every branch the processor reads from a file of this format for this selection."""
-    overlap = sel.overlap_removal.applies_to(fmt.name)
-    return required_branches(
-        fmt, types_to_read(sel, overlap), sel.cuts, sel.btagging, charge=sel.needs_charge()
-    )
 
 
 def _sorted(rec: ak.Array) -> ak.Array:

@@ -19,14 +19,14 @@ from coffea.nanoevents import BaseSchema
 from coffea.processor import accumulate
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .analysis import CUTFLOW_STEPS
-from .config import Config
-from .histograms import MassGrid, accumulator_size
-from .inputs import FileReport, inspect_file
-from .mass_processor import MassProcessor
-from .output import read_raw_file, write_bumpnet_file, write_raw_file
-from .postprocess import PostProcessResult, postprocess
-from .rundir import read_json, software_versions, write_json
+from processor.config import Config
+from processor.opendata.preflight import FileReport, inspect_file
+from processor.output.postprocess import PostProcessResult, postprocess
+from processor.output.rootfiles import read_raw_file, write_bumpnet_file, write_raw_file
+from processor.physics.analysis import CUTFLOW_STEPS
+from processor.physics.histograms import MassGrid, accumulator_size
+from processor.run.mass_processor import MassProcessor
+from processor.run.rundir import read_json, software_versions, write_json
 
 log = logging.getLogger(__name__)
 
@@ -412,7 +412,7 @@ def _jsonable_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
 def regenerate_plots(run_dir: Path) -> list[Path]:
     """(Re)make the plots of a finished run directory; failures are logged, never fatal."""
     try:
-        from .plots import make_plots
+        from processor.output.plots import make_plots
     except ImportError as exc:  # pragma: no cover - plots module missing
         log.error("plots unavailable: %s", exc)
         return []

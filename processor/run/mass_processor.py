@@ -8,12 +8,17 @@ from typing import Any
 import awkward as ak
 from coffea import processor
 
-from .analysis import analyse_objects
-from .config import Config
-from .formats import FormatError, detect_format, missing_types, read_collections
-from .histograms import MassGrid, fill_chunk
-from .selection import types_to_read
-from .weights import default_scale_factors, luminosity_pb, mc_weights
+from processor.config import Config
+from processor.opendata.formats import (
+    FormatError,
+    detect_format,
+    missing_types,
+    read_collections,
+)
+from processor.opendata.weights import default_scale_factors, luminosity_pb, mc_weights
+from processor.physics.analysis import analyse_objects
+from processor.physics.histograms import MassGrid, fill_chunk
+from processor.physics.selection import types_to_read
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from matplotlib.mathtext import MathTextParser
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
-from .naming import raw_name
-from .output import atomic_path
-from .postprocess import BUMPNET_MIN_BINS, BUMPNET_MIN_ENTRIES
+from processor.output.naming import raw_name
+from processor.output.rootfiles import atomic_path
+from processor.output.postprocess import BUMPNET_MIN_BINS, BUMPNET_MIN_ENTRIES
 
 logger = logging.getLogger(__name__)
 
@@ -579,7 +579,7 @@ def plot_spectra_pdf(
             pdf.savefig(pages[data].draw(view))
         meta = pdf.infodict()
         meta["Title"] = "BumpNet mass spectra"
-        meta["Creator"] = "bumpnet-masses processor.plots"
+        meta["Creator"] = "bumpnet-masses processor.output.plots"
     return path
 
 

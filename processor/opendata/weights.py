@@ -8,7 +8,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from .formats import LUMINOSITY_PB, Format, FormatError
+from processor.opendata.formats import LUMINOSITY_PB, Format, FormatError
 
 
 def luminosity_pb(fmt: Format, override: float | None) -> float:

@@ -9,8 +9,8 @@ from typing import Any
 import hist
 import numpy as np
 
-from .analysis import ChunkAnalysis, combo_key
-from .finalstates import code_label
+from processor.physics.analysis import ChunkAnalysis, combo_key
+from processor.physics.finalstates import code_label
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,11 @@ from typing import Any
 
 import uproot
 
-from .config import Config, ConfigError
-from .download import DataAccessError, uproot_options
-from .formats import FormatError
-from .mass_processor import ChunkError
-from .opendata import FilesetPlan, build_fileset
-from .pipeline import (
+from processor.config import Config, ConfigError
+from processor.opendata.download import DataAccessError, uproot_options
+from processor.opendata.fileset import FilesetPlan, build_fileset
+from processor.opendata.formats import FormatError
+from processor.run.execute import (
     InputError,
     ProcessingResult,
     finish_run,
@@ -29,7 +28,8 @@ from .pipeline import (
     regenerate_plots,
     total_cutflow,
 )
-from .rundir import attach_log_file, new_run_dir, run_context, write_config, write_json
+from processor.run.mass_processor import ChunkError
+from processor.run.rundir import attach_log_file, new_run_dir, run_context, write_config, write_json
 
 log = logging.getLogger("bumpnet")
 
@@ -92,7 +92,7 @@ def plan_inputs(args: argparse.Namespace, config: Config, run_dir: Path | None) 
     parsing = config.parsing_task_config
     inputs = parsing.inputs
     if args.demo:
-        from .synthetic import make_demo_sample
+        from processor.synthetic import make_demo_sample
 
         inputs = [str(p) for p in make_demo_sample()]
     plan = build_fileset(

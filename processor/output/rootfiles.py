@@ -12,10 +12,10 @@ import hist
 import numpy as np
 import uproot
 
-from .analysis import CUTFLOW_STEPS
-from .histograms import MassGrid
-from .naming import fs_count_name, parse_fs_count_name, parse_raw_name, raw_name
-from .postprocess import PostProcessResult
+from processor.physics.analysis import CUTFLOW_STEPS
+from processor.physics.histograms import MassGrid
+from processor.output.naming import fs_count_name, parse_fs_count_name, parse_raw_name, raw_name
+from processor.output.postprocess import PostProcessResult
 
 
 @contextlib.contextmanager

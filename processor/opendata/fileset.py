@@ -42,7 +42,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from processor.config import ParsingConfig
-from processor.download import (
+from processor.opendata.download import (
     DataAccessError,
     cache_path,
     download_files,

@@ -8,7 +8,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from .masses import COMPONENTS, four_momenta
+from processor.physics.masses import COMPONENTS, four_momenta
 
 #: PDG id of each lepton type (stored on the Z candidate as its flavour)
 LEPTON_PDG = {"e": 11, "m": 13}

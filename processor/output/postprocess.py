@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import hist
 import numpy as np
 
-from .config import Config
-from .histograms import MassGrid
-from .naming import bumpnet_view, outlier_name, roi_name
+from processor.config import Config
+from processor.physics.histograms import MassGrid
+from processor.output.naming import bumpnet_view, outlier_name, roi_name
 
 #: BumpNet's loader requirements (DESIGN §3)
 BUMPNET_MIN_BINS = 25
