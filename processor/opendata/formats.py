@@ -285,6 +285,11 @@ FORMATS: dict[str, Format] = {
                 "AnalysisTauJetsAuxDyn.eta",
                 "AnalysisTauJetsAuxDyn.phi",
                 ("mass", "AnalysisTauJetsAuxDyn.m"),
+                {  # tau ID against jets (DeepSet)
+                    "loose": _flag("AnalysisTauJetsAuxDyn.JetDeepSetLoose"),
+                    "medium": _flag("AnalysisTauJetsAuxDyn.JetDeepSetMedium"),
+                    "tight": _flag("AnalysisTauJetsAuxDyn.JetDeepSetTight"),
+                },
             ),
         },
         btag=BTagRule(physlite_branches, physlite_tag),
