@@ -10,7 +10,7 @@ from coffea import processor
 from helpers import assert_same_output, run_processor, two_worker_client
 
 from processor.config import validate_config
-from processor.opendata.formats import FORMATS, required_branches
+from processor.opendata.formats import FORMATS, branches_needed
 from processor.opendata.weights import default_scale_factors, luminosity_pb, mc_weights
 from processor.physics.histograms import accumulator_size
 from processor.synthetic import write_sample
@@ -64,7 +64,7 @@ def test_reads_only_the_branches_it_needs(sample, reference_output):
     _, metrics = run_processor({"data": sample["data"]}, cfg)
     read = {c.rsplit("-", 1)[0] for c in metrics["columns"]}
     sel = cfg.object_selection
-    expected = set(required_branches(FORMATS["2025e"], sel.active_types(), sel.cuts, sel.btagging))
+    expected = set(branches_needed(FORMATS["2025e"], sel))
     assert read == expected
     assert "category" not in read and "eventNumber" not in read
 

@@ -8,7 +8,7 @@ import uproot
 from helpers import SHARED, run_processor
 
 from processor.config import validate_config
-from processor.opendata.formats import FORMATS, required_branches
+from processor.opendata.formats import FORMATS, branches_needed
 
 pytestmark = [
     pytest.mark.realdata,
@@ -50,7 +50,7 @@ def test_every_format_runs_and_the_cutflow_accounts_for_every_event(fmt):
     assert out["formats"] == {fmt: sum(entries.values())}
     read = {c.rsplit("-", 1)[0] for c in metrics["columns"]}
     sel = cfg.object_selection
-    assert read == set(required_branches(FORMATS[fmt], sel.active_types(), sel.cuts, sel.btagging))
+    assert read == set(branches_needed(FORMATS[fmt], sel))
 
 
 def test_physlite_zee_peaks_at_the_z_mass():
