@@ -233,13 +233,31 @@ class ObjectSelection(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _isolation_types(self) -> ObjectSelection:
+    def _isolation_and_counts(self) -> ObjectSelection:
         for name in ("jets", "taus"):
             if getattr(self, name).rel_isolation_max is not None:
                 raise ValueError(
                     f"{name}.rel_isolation_max: relative isolation exists for electrons, "
                     "muons and photons only; remove it"
                 )
+        for name, t in (
+            ("electrons", "e"),
+            ("muons", "m"),
+            ("jets", "j"),
+            ("photons", "g"),
+            ("taus", "t"),
+        ):
+            if getattr(self, name).min_count and t not in self.types:
+                raise ValueError(
+                    f"{name}.min_count > 0 but '{t}' is not in object_selection.types: "
+                    "every event would be dropped"
+                )
+        if self.btagging.min_count and not self.btagging.enabled:
+            raise ValueError("btagging.min_count > 0 needs btagging.enabled: true")
+        if self.z_candidates.min_count and "Z" not in self.active_types():
+            raise ValueError(
+                "z_candidates.min_count > 0 needs z_candidates.enabled: true and e or m in types"
+            )
         return self
 
     def active_types(self) -> tuple[str, ...]:

@@ -486,7 +486,10 @@ def test_physlite_btagging_matches_the_loop_reference_on_random_containers():
         perm = rng.permutation(n).tolist()
         if n and rng.random() < 0.1:
             perm[0] = 4294967295  # an invalid link
-        p = [_scores_for(d, 0.1, r) for d, r in zip(rng.uniform(-2, 8, n), rng.random(n))]
+        p = [
+            _scores_for(d, 0.1, r)
+            for d, r in zip(rng.uniform(-2, 8, n), rng.random(n), strict=True)
+        ]
         links.append(perm)
         pb.append([x[0] for x in p])
         pc.append([x[1] for x in p])
@@ -527,6 +530,15 @@ def test_min_count_is_applied_to_the_final_objects():
     assert res.valid.tolist() == [True, False]
     with pytest.raises(ConfigError, match="min_count must be <= max_count"):
         validate_config({"object_selection": {"muons": {"min_count": 3, "max_count": 2}}})
+    with pytest.raises(ConfigError, match="every event would be dropped"):
+        validate_config({"object_selection": {"types": ["e", "j"], "taus": {"min_count": 1}}})
+    with pytest.raises(ConfigError, match="needs btagging.enabled"):
+        validate_config({"object_selection": {"btagging": {"min_count": 1}}})
+    with pytest.raises(ConfigError, match="needs z_candidates.enabled"):
+        validate_config({"object_selection": {"z_candidates": {"enabled": False, "min_count": 1}}})
+    # b-jets and Z have their own limits
+    b2 = cfg_with(btagging={"enabled": True, "min_count": 1})
+    assert b2.object_selection.min_count("b") == 1 and b2.object_selection.min_count("Z") == 0
 
 
 # -- relative isolation, charges, units (format adapters) ------------------------------------------
