@@ -11,7 +11,7 @@ from distributed.core import Status
 
 from cluster import make_local_cluster, open_cluster
 from cluster.local import default_local_workers
-from processor.config import ClusterConfig, LocalClusterConfig
+from cluster.config import ClusterConfig, LocalClusterConfig
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from processor.config import ParsingConfig
+from processor.fsutil import atomic_write_json, cache_root
 from processor.opendata.download import (
     DataAccessError,
     cache_path,
@@ -50,6 +51,7 @@ from processor.opendata.download import (
     strip_fsspec_chain,
     uproot_options,
 )
+from processor.opendata.releases import RELEASES, TREE_CANDIDATES, release_for_tree
 
 __all__ = [
     "DataAccessError",
@@ -65,15 +67,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The event tree of each release's files.
-RELEASE_TREES: dict[str, str] = {
-    "2025e-13tev-beta": "analysis",
-    "2020e-13tev": "mini",
-    "2016e-8tev": "mini",
-    "2024r-pp": "CollectionTree",
-}
-#: Tree names looked for, in this order, when a local input file is opened.
-TREE_CANDIDATES = ("analysis", "mini", "CollectionTree")
+RELEASE_TREES = {name: info.tree for name, info in RELEASES.items()}
 #: Keys coffea reserves in a fileset's metadata (they raise ValueError there).
 COFFEA_RESERVED_KEYS = frozenset(
     {
@@ -153,13 +147,8 @@ class FilesetPlan:
 # small helpers
 # ------------------------------------------------------------------------------------------
 def user_cache_dir() -> Path:
-    """``$BUMPNET_CACHE_DIR`` or ``~/.cache/bumpnet-masses`` (``$XDG_CACHE_HOME`` honoured)."""
-    env = os.environ.get("BUMPNET_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "bumpnet-masses"
+    """The user-level cache of this tool (:func:`processor.fsutil.cache_root`)."""
+    return cache_root()
 
 
 _default_user_cache_dir = user_cache_dir
@@ -175,17 +164,7 @@ def _info_path(path: Path) -> Path:
 
 
 def _atomic_write_json(path: Path, obj: Any, *, indent: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=indent, sort_keys=True, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, obj, indent=indent, sort_keys=True)
 
 
 def _sanitize(name: str) -> str:
@@ -972,16 +951,6 @@ def detect_tree(path: str, override: str | None = None) -> str:
     )
 
 
-def _release_for_tree(tree: str, configured: str) -> str:
-    if RELEASE_TREES.get(configured) == tree:
-        return configured
-    return {
-        "analysis": "2025e-13tev-beta",
-        "CollectionTree": "2024r-pp",
-        "mini": "2020e-13tev",
-    }.get(tree, configured)
-
-
 def _cached_entries(release: str, cache_base: Path) -> dict[str, dict[str, Any]]:
     """Canonical entries of the user metadata cache, if one exists (never calls the API)."""
     path = user_metadata_path(release, cache_base)
@@ -1064,7 +1033,7 @@ def _from_inputs(
             file_map[where] = tree
         trees = sorted(set(file_map.values()))
         tree = trees[0] if len(trees) == 1 else ",".join(trees)
-        release = _release_for_tree(trees[0], parsing.release) if trees else parsing.release
+        release = release_for_tree(trees[0], parsing.release) if trees else parsing.release
         is_mc = cls["kind"] == "mc"
         info: dict[str, Any] = {
             "name": name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from processor.errors import PlotsError  # noqa: F401  (re-exported)
+
 import json
 import logging
 import math
@@ -17,7 +19,6 @@ import matplotlib as mpl
 import mplhep
 import numpy as np
 import uproot
-import yaml
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -28,13 +29,12 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 from processor.output.naming import raw_name
-from processor.output.rootfiles import atomic_path
+from processor.fsutil import atomic_path
+from processor.output.manifest import raw_file_path, read_manifest
 from processor.output.postprocess import BUMPNET_MIN_BINS, BUMPNET_MIN_ENTRIES
 
 logger = logging.getLogger(__name__)
 
-#: raw fine-grid file when neither the manifest nor config.yaml names another
-DEFAULT_RAW_FILE = "histograms/raw_histograms.root"
 #: panels per overview PNG (a 4 x 4 grid)
 OVERVIEW_PANELS = 16
 #: final states shown per group in final_state_counts.png
@@ -60,9 +60,6 @@ COLOR_OK = "#2e7d32"
 
 _OBJECT_SYMBOLS = {"e": "e", "m": r"\mu", "j": "j", "g": r"\gamma", "t": r"\tau", "b": "b"}
 
-
-class PlotsError(RuntimeError):
-    """Some plots could not be made (the others were written)."""
 
 
 @dataclass
@@ -263,31 +260,6 @@ def _count(n: Any) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The run's ``manifest.json``."""
-    path = run_dir / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no manifest.json; is {run_dir} a run directory?")
-    return json.loads(path.read_text())
-
-
-def _raw_file(run_dir: Path, manifest: Mapping[str, Any]) -> Path:
-    """Where the fine-grid histograms are: manifest ``raw_file``, config.yaml, or the default."""
-    named = manifest.get("raw_file")
-    if named:
-        return run_dir / named
-    cfg = run_dir / "config.yaml"
-    if cfg.is_file():
-        try:
-            data = yaml.safe_load(cfg.read_text()) or {}
-            name = (data.get("histogram_creation_task_config") or {}).get("raw_output_file")
-            if name:
-                return run_dir / "histograms" / name
-        except Exception as exc:  # a broken config must not stop the plots
-            logger.debug("could not read raw_output_file from %s: %s", cfg, exc)
-    return run_dir / DEFAULT_RAW_FILE
-
-
 def _read_th1(directory: Any, name: str) -> Hist1D | None:
     """A TH1 from an open uproot directory (None if absent)."""
     try:
@@ -343,7 +315,7 @@ def _fill_view(view: SpectrumView, spec: Mapping[str, Any], hist_file: Any, raw_
 def load_spectra(run_dir: Path, manifest: Mapping[str, Any]) -> dict[str, list[SpectrumView]]:
     """Every manifest spectrum per group, with its ROI, outlier and raw histograms."""
     out: dict[str, list[SpectrumView]] = {}
-    raw_path = _raw_file(run_dir, manifest)
+    raw_path = raw_file_path(run_dir, manifest)
     with ExitStack() as stack:
         raw_file = None
         raw_opened = False
@@ -883,7 +855,7 @@ def make_plots(run_dir: str | Path) -> list[Path]:
     """
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
+    manifest = read_manifest(run_dir, check=False)
     plots = run_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     info = _label_info(manifest)

@@ -12,24 +12,11 @@ import hist
 import numpy as np
 import uproot
 
+from processor.fsutil import atomic_path
 from processor.physics.analysis import CUTFLOW_STEPS
 from processor.physics.histograms import MassGrid
 from processor.output.naming import fs_count_name, parse_fs_count_name, parse_raw_name, raw_name
 from processor.output.postprocess import PostProcessResult
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; rename it to ``path`` only if the block succeeds."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_bumpnet_file(path: str | Path, result: PostProcessResult) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from processor.config import Config
-from processor.output.rootfiles import atomic_path
+from processor.fsutil import atomic_path, atomic_write_json
 
 SUBDIRS = ("histograms", "plots", "logs")
 PACKAGES = (
@@ -50,8 +50,7 @@ def new_run_dir(config: Config, run_dir: str | Path | None = None) -> Path:
 
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    atomic_write_json(path, data)
 
 
 def read_json(path: str | Path) -> Any:
