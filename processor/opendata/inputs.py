@@ -272,4 +272,3 @@ def _from_inputs(
     return _finish(
         fileset, infos, missing, "inputs", offline, allow_missing, parsing.network_timeout_s
     )
-

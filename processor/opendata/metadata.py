@@ -24,6 +24,7 @@ RUN_CACHE_NAME = "metadata_cache.json"
 _RUN_CACHE_FORMAT = 1
 _DEFAULT_API = "https://atlasopenmagic-api.app.cern.ch"
 
+
 # ------------------------------------------------------------------------------------------
 # small helpers
 # ------------------------------------------------------------------------------------------
@@ -369,4 +370,3 @@ def load_release_metadata(
             fetched_at=cached["info"].get("fetched_at"),
             api_base_url=cached["info"].get("api_base_url"),
         )
-

@@ -8,15 +8,14 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
 from typing import Any
 
 import hist
 import numpy as np
 
 from processor.config import Config
-from processor.physics.histograms import MassGrid
 from processor.output.naming import bumpnet_view, outlier_name, roi_name
+from processor.physics.histograms import MassGrid
 
 #: BumpNet's loader requirements (DESIGN §3)
 BUMPNET_MIN_BINS = 25

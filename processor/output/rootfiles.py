@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +11,10 @@ import numpy as np
 import uproot
 
 from processor.fsutil import atomic_path
-from processor.physics.analysis import CUTFLOW_STEPS
-from processor.physics.histograms import MassGrid
 from processor.output.naming import fs_count_name, parse_fs_count_name, parse_raw_name, raw_name
 from processor.output.postprocess import PostProcessResult
+from processor.physics.analysis import CUTFLOW_STEPS
+from processor.physics.histograms import MassGrid
 
 
 def write_bumpnet_file(path: str | Path, result: PostProcessResult) -> list[str]:
