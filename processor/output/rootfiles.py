@@ -17,6 +17,13 @@ from processor.physics.analysis import CUTFLOW_STEPS
 from processor.physics.histograms import MassGrid
 
 
+def bumpnet_filename(hist_cfg: Any, group: str) -> str:
+    """BumpNet file name of a sample group from ``histogram_creation_task_config``
+    (``output_file``; MC gets an ``_mc`` suffix)."""
+    name = hist_cfg.output_file
+    return name if group == "data" else name.replace(".root", f"_{group}.root")
+
+
 def write_bumpnet_file(path: str | Path, result: PostProcessResult) -> list[str]:
     """Write the ROI histograms (and outlier tails under their own names); return the keys."""
     keys = []

@@ -252,3 +252,31 @@ def process_and_accumulate(
         time.perf_counter() - start,
         limited=config.executor.maxchunks is not None,
     )
+
+
+def process(
+    fileset: Mapping[str, Any],
+    config: Config,
+    *,
+    client: Any = None,
+    executor: str | None = None,
+    skipbadfiles: bool = False,
+    uproot_options: dict[str, Any] | None = None,
+    checkpoint_dir: Path | None = None,
+    status: bool = True,
+) -> ProcessingResult:
+    """Process a coffea fileset with the MassProcessor: on a Dask cluster when ``client`` is
+    given, else in this process (``executor``: "iterative" (default) or "futures").
+
+    Every input is checked first; the result accounts for every file (``result.failures``).
+    """
+    kind = executor or ("dask" if client is not None else "iterative")
+    return process_and_accumulate(
+        fileset,
+        config,
+        make_executor(kind, config, client, status=status),
+        client=client,
+        skipbadfiles=skipbadfiles,
+        checkpoint_dir=checkpoint_dir,
+        uproot_options=uproot_options,
+    )

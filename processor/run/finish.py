@@ -11,19 +11,13 @@ from processor.config import Config
 from processor.opendata.releases import energy_and_lumi
 from processor.output.manifest import build_manifest, group_record, jsonable_metrics, write_manifest
 from processor.output.postprocess import postprocess_groups
-from processor.output.rootfiles import write_bumpnet_file, write_raw_file
+from processor.output.rootfiles import bumpnet_filename, write_bumpnet_file, write_raw_file
 from processor.physics.accumulator import total_cutflow
 from processor.physics.histograms import MassGrid, accumulator_size
 from processor.run.execute import ProcessingResult
 from processor.run.rundir import software_versions
 
 log = logging.getLogger(__name__)
-
-
-def output_filename(config: Config, group: str) -> str:
-    """BumpNet file name of a sample group (MC gets an ``_mc`` suffix)."""
-    name = config.histogram_creation_task_config.output_file
-    return name if group == "data" else name.replace(".root", f"_{group}.root")
 
 
 def run_release(config: Config, demo: bool = False) -> str | None:
@@ -64,7 +58,7 @@ def finish_run(
         }
         entry = group_record(pp)
         if config.tasks.do_histogram_creation and config.tasks.do_post_processing:
-            path = hist_dir / output_filename(config, group)
+            path = hist_dir / bumpnet_filename(config.histogram_creation_task_config, group)
             keys = write_bumpnet_file(path, pp)
             entry["file"] = str(path.relative_to(run_dir))
             log.info("wrote %d histograms (%s) to %s", len(keys), group, path)
