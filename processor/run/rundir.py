@@ -31,18 +31,22 @@ PACKAGES = (
 )
 
 
+def default_run_dir(config: Config, stamp: str | None = None) -> Path:
+    """The naming rule of new run directories: ``{base_output_dir}/{run_name}_{YYYYMMDD_HHMMSS}``,
+    with ``_1``, ``_2``, ... appended when that name is taken (two runs in the same second)."""
+    stamp = stamp or dt.datetime.now().strftime("%Y%m%d_%H%M%S")
+    base = Path(config.run_metadata.base_output_dir)
+    path = base / f"{config.run_metadata.run_name}_{stamp}"
+    n = 1
+    while path.exists():
+        path = base / f"{config.run_metadata.run_name}_{stamp}_{n}"
+        n += 1
+    return path
+
+
 def new_run_dir(config: Config, run_dir: str | Path | None = None) -> Path:
     """``{base_output_dir}/{run_name}_{YYYYMMDD_HHMMSS}/`` (or ``run_dir``), with its subfolders."""
-    if run_dir is None:
-        stamp = dt.datetime.now().strftime("%Y%m%d_%H%M%S")
-        base = Path(config.run_metadata.base_output_dir)
-        path = base / f"{config.run_metadata.run_name}_{stamp}"
-        n = 1
-        while path.exists():  # two runs in the same second
-            path = base / f"{config.run_metadata.run_name}_{stamp}_{n}"
-            n += 1
-    else:
-        path = Path(run_dir)
+    path = default_run_dir(config) if run_dir is None else Path(run_dir)
     for sub in SUBDIRS:
         (path / sub).mkdir(parents=True, exist_ok=True)
     return path
