@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from scipy import integrate, stats
 
 from processor import bumpfit, bumpscan
-from processor.bumpfit import _choose
-from processor.bumpscan import (
+from processor.output.bumpfit import _choose
+from processor.output.bumpscan import (
     BumpScanConfig,
     BumpScanResult,
     dijet_function,
@@ -335,7 +335,7 @@ def test_negative_mc_bins_are_clipped_with_a_warning(caplog: pytest.LogCaptureFi
     bkg = smooth_background()
     counts = np.random.default_rng(2).poisson(bkg)
     bkg[-3:] = -1.0
-    with caplog.at_level(logging.WARNING, logger="processor.bumpscan"):
+    with caplog.at_level(logging.WARNING, logger="processor.output.bumpscan"):
         window = scan(counts, EDGES, bkg, n_pseudo=20)
     assert "negative" in caplog.text
     assert window.hi_bin <= 97  # clipped bins carry no background: the scan range ends before
