@@ -596,7 +596,7 @@ def test_input_errors_name_the_path(input_tree: Path) -> None:
 def test_unreadable_or_treeless_inputs_are_left_to_the_preflight(input_tree: Path) -> None:
     """Such files stay in the fileset with the configured/default tree; the runner's pre-flight
     then reports each one (skipped with skipbadfiles, else the run stops naming it)."""
-    from processor.opendata.fileset import detect_tree
+    from processor.opendata.inputs import detect_tree
 
     with pytest.raises(
         DataAccessError,

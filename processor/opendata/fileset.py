@@ -28,18 +28,11 @@ All cache writes go to a temporary file that is renamed into place.
 
 from __future__ import annotations
 
-import glob as globmod
-import json
 import logging
-import os
 import re
-import tempfile
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from processor.config import ParsingConfig
 from processor.opendata.download import (
@@ -50,6 +43,22 @@ from processor.opendata.download import (
     strip_fsspec_chain,
     uproot_options,
 )
+from processor.opendata.metadata import (
+    RUN_CACHE_NAME,
+    _atom_load_entries,
+    _default_user_cache_dir,
+    _float_or_none,
+    _int_or_none,
+    _load_run_cache,
+    _Metadata,
+    _write_run_cache,
+    dataset_name,
+    entry_is_mc,
+    load_release_metadata,
+    user_cache_dir,
+    user_metadata_path,
+)
+from processor.opendata.releases import RELEASES
 
 __all__ = [
     "DataAccessError",
@@ -65,15 +74,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The event tree of each release's files.
-RELEASE_TREES: dict[str, str] = {
-    "2025e-13tev-beta": "analysis",
-    "2020e-13tev": "mini",
-    "2016e-8tev": "mini",
-    "2024r-pp": "CollectionTree",
-}
-#: Tree names looked for, in this order, when a local input file is opened.
-TREE_CANDIDATES = ("analysis", "mini", "CollectionTree")
+RELEASE_TREES = {name: info.tree for name, info in RELEASES.items()}
 #: Keys coffea reserves in a fileset's metadata (they raise ValueError there).
 COFFEA_RESERVED_KEYS = frozenset(
     {
@@ -90,10 +91,6 @@ COFFEA_RESERVED_KEYS = frozenset(
         "preload",
     }
 )
-RUN_CACHE_NAME = "metadata_cache.json"
-_RUN_CACHE_FORMAT = 1
-_DEFAULT_API = "https://atlasopenmagic-api.app.cern.ch"
-_ROOT_FILE_RE = re.compile(r"\.root(\.\d+)?$")
 
 
 # ------------------------------------------------------------------------------------------
@@ -147,368 +144,6 @@ class FilesetPlan:
             "metadata_source": self.metadata_source,
             "uproot_options": self.uproot_options,
         }
-
-
-# ------------------------------------------------------------------------------------------
-# small helpers
-# ------------------------------------------------------------------------------------------
-def user_cache_dir() -> Path:
-    """``$BUMPNET_CACHE_DIR`` or ``~/.cache/bumpnet-masses`` (``$XDG_CACHE_HOME`` honoured)."""
-    env = os.environ.get("BUMPNET_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "bumpnet-masses"
-
-
-_default_user_cache_dir = user_cache_dir
-
-
-def user_metadata_path(release: str, base: Path | None = None) -> Path:
-    """The user-level metadata cache of a release (atlasopenmagic ``save_metadata`` format)."""
-    return Path(base if base is not None else user_cache_dir()) / "metadata" / f"{release}.json"
-
-
-def _info_path(path: Path) -> Path:
-    return path.with_name(path.name[: -len(".json")] + ".info.json")
-
-
-def _atomic_write_json(path: Path, obj: Any, *, indent: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=indent, sort_keys=True, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _sanitize(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "dataset"
-
-
-def _float_or_none(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out
-
-
-def _int_or_none(value: Any) -> int | None:
-    number = _float_or_none(value)
-    return int(number) if number is not None and number.is_integer() else None
-
-
-def _api_base_url() -> str:
-    """The API atlasopenmagic talks to, re-read from ``ATLAS_API_BASE_URL``.
-
-    atlasopenmagic reads the variable once, at import; setting it later (a notebook, a test)
-    would otherwise be ignored.
-    """
-    import atlasopenmagic.metadata as atom_md
-
-    env = os.environ.get("ATLAS_API_BASE_URL")
-    if env:
-        atom_md.API_BASE_URL = env.rstrip("/")
-    return str(atom_md.API_BASE_URL)
-
-
-def entry_is_mc(entry: dict[str, Any]) -> bool:
-    """MC iff the metadata's ``dataset_number`` is a DSID (digits); data entries say ``data``."""
-    return str(entry.get("dataset_number", "")).strip().isdigit()
-
-
-def dataset_name(entry: dict[str, Any]) -> str:
-    """A readable coffea dataset name: ``data`` or ``mc_<DSID>_<physics_short>``."""
-    number = str(entry.get("dataset_number", "")).strip()
-    if not entry_is_mc(entry):
-        return _sanitize(number.lower() or "data")
-    short = entry.get("physics_short")
-    return _sanitize(f"mc_{number}_{short}" if short else f"mc_{number}")
-
-
-def _canonical(metadata: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Drop atlasopenmagic's physics_short aliases: one key (the dataset number) per entry."""
-    out: dict[str, dict[str, Any]] = {}
-    for key, entry in metadata.items():
-        if not isinstance(entry, dict):
-            continue
-        number = str(entry.get("dataset_number", key)).strip()
-        if key.lower() == number.lower():
-            out[key] = entry
-    return out
-
-
-def _with_aliases(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """atlasopenmagic's in-memory layout: entries by dataset number and by physics_short."""
-    out = dict(entries)
-    for entry in entries.values():
-        short = entry.get("physics_short")
-        if short and short.lower() not in out:
-            out[short.lower()] = entry
-    return out
-
-
-# ------------------------------------------------------------------------------------------
-# metadata: caches and the API
-# ------------------------------------------------------------------------------------------
-@dataclass
-class _Metadata:
-    """A release's metadata loaded into atlasopenmagic, with where it came from."""
-
-    release: str
-    entries: dict[str, dict[str, Any]]  # canonical keys only
-    source: str
-    #: sample types this set holds completely ("data", "mc"); a run cache may hold a subset
-    complete: frozenset[str] = frozenset({"data", "mc"})
-    fetched_at: float | None = None
-    api_base_url: str | None = None
-
-
-def _read_info(path: Path) -> dict[str, Any]:
-    info_file = _info_path(path)
-    try:
-        info = json.loads(info_file.read_text())
-        if isinstance(info, dict):
-            return info
-    except (OSError, ValueError):
-        pass
-    # a cache written by hand with atom.save_metadata has no sidecar: its mtime is its age
-    return {"fetched_at": path.stat().st_mtime, "api_base_url": None}
-
-
-def _atom_read(path: Path, release: str) -> dict[str, dict[str, Any]]:
-    """Load a save_metadata-format file into atlasopenmagic; return its canonical entries."""
-    import atlasopenmagic as atom
-
-    try:
-        atom.read_metadata(str(path), release=release)
-    except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
-        raise DataAccessError(
-            f"metadata cache {path} is unreadable ({exc}); delete it and run with network "
-            "access to fetch it again"
-        ) from None
-    # an empty metadata set would make get_all_metadata() call the API: check the fields first
-    entries = _canonical(atom.get_all_metadata()) if atom.get_metadata_fields() else {}
-    if not entries:
-        raise DataAccessError(
-            f"metadata cache {path} holds no datasets; delete it and run with network access"
-        )
-    return entries
-
-
-def _atom_load_entries(entries: dict[str, dict[str, Any]], release: str) -> None:
-    """Put entries (e.g. from a run cache) into atlasopenmagic through ``read_metadata``."""
-    import atlasopenmagic as atom
-
-    fd, tmp = tempfile.mkstemp(prefix="bumpnet-atom-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(_with_aliases(entries), fh)
-        atom.read_metadata(tmp, release=release)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def fetch_release_metadata(release: str, cache_base: Path | None = None) -> _Metadata:
-    """Download a release's metadata with atlasopenmagic and store it in the user cache."""
-    import atlasopenmagic as atom
-    import atlasopenmagic.metadata as atom_md
-
-    api = _api_base_url()
-    log.info("fetching the metadata of release %s from %s", release, api)
-    try:
-        atom_md.empty_metadata()  # set_release skips the download when the release is active
-        atom.set_release(release)
-        # with nothing fetched, get_all_metadata() would fetch again: look at the fields first
-        raw = atom.get_all_metadata() if atom.get_metadata_fields() else {}
-    except Exception as exc:  # requests errors, HTTP errors, bad JSON, ...
-        raise DataAccessError(
-            f"cannot fetch the metadata of release {release} from {api}: "
-            f"{type(exc).__name__}: {str(exc)[:300]}. Check the network (or ATLAS_API_BASE_URL), "
-            "or run offline with a filled metadata cache (parsing_task_config.offline: true)"
-        ) from None
-    entries = _canonical(raw)
-    if not entries:
-        raise DataAccessError(
-            f"the API at {api} returned no datasets for release {release}; check the release "
-            "name and ATLAS_API_BASE_URL"
-        )
-    now = time.time()
-    path = user_metadata_path(release, cache_base)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{release}.", suffix=".tmp.json", dir=path.parent)
-    os.close(fd)
-    try:
-        atom.save_metadata(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("could not write the metadata cache %s: %s", path, exc)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    try:
-        _atomic_write_json(
-            _info_path(path),
-            {
-                "release": release,
-                "fetched_at": now,
-                "fetched_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-                "api_base_url": api,
-                "atlasopenmagic_version": _atom_version(),
-                "n_datasets": len(entries),
-            },
-            indent=2,
-        )
-    except OSError as exc:
-        log.warning("could not write %s: %s", _info_path(path), exc)
-    log.info("cached %d datasets of %s in %s", len(entries), release, path)
-    return _Metadata(release, entries, "api", fetched_at=now, api_base_url=api)
-
-
-def _atom_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("atlasopenmagic")
-    except Exception:  # pragma: no cover - metadata missing in odd installs
-        return "unknown"
-
-
-def _fill_cache_hint(release: str, path: Path) -> str:
-    return (
-        "run once with network access (same config without offline) to fill it, or on a "
-        'machine with network run: python -c "import atlasopenmagic as atom; '
-        f"atom.set_release('{release}'); atom.save_metadata('{release}.json')\" and copy the "
-        f"file to {path}"
-    )
-
-
-def _load_run_cache(run_dir: Path, release: str) -> _Metadata | None:
-    path = Path(run_dir) / RUN_CACHE_NAME
-    if not path.is_file():
-        return None
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable run metadata cache %s: %s", path, exc)
-        return None
-    if not isinstance(doc, dict) or doc.get("format") != _RUN_CACHE_FORMAT:
-        log.warning("ignoring run metadata cache %s: unknown format", path)
-        return None
-    if doc.get("release") != release:
-        log.info(
-            "run metadata cache %s is for release %s, not %s; not used",
-            path,
-            doc.get("release"),
-            release,
-        )
-        return None
-    entries = doc.get("datasets") or {}
-    if not isinstance(entries, dict) or not entries:
-        return None
-    age_h = (time.time() - float(doc.get("fetched_at", 0))) / 3600
-    return _Metadata(
-        release,
-        entries,
-        f"run cache {path} ({age_h:.1f} h old)",
-        complete=frozenset(doc.get("complete", [])),
-        fetched_at=doc.get("fetched_at"),
-        api_base_url=doc.get("api_base_url"),
-    )
-
-
-def _write_run_cache(
-    run_dir: Path, meta: _Metadata, keys: Iterable[str], complete: Iterable[str]
-) -> None:
-    path = Path(run_dir) / RUN_CACHE_NAME
-    entries = {k: meta.entries[k] for k in keys}
-    complete = set(complete)
-    old = _load_run_cache(run_dir, meta.release)
-    if old is not None:  # keep what an earlier selection of this run needed
-        entries = {**old.entries, **entries}
-        complete |= set(old.complete)
-    doc = {
-        "format": _RUN_CACHE_FORMAT,
-        "release": meta.release,
-        "fetched_at": meta.fetched_at if meta.fetched_at is not None else time.time(),
-        "api_base_url": meta.api_base_url,
-        "source": meta.source,
-        "complete": sorted(complete),
-        "atlasopenmagic_version": _atom_version(),
-        "datasets": entries,
-    }
-    _atomic_write_json(path, doc)
-    log.debug("wrote %s (%d datasets)", path, len(entries))
-
-
-def load_release_metadata(
-    release: str,
-    *,
-    offline: bool = False,
-    expiry_hours: float = 168.0,
-    cache_base: Path | None = None,
-    force_refresh: bool = False,
-    also_looked_in: Iterable[Path] = (),
-) -> _Metadata:
-    """The whole release's metadata from the user cache (fresh) or the API, loaded into atom.
-
-    Offline, only the cache is used (stale or not); an absent cache raises DataAccessError
-    saying how to fill it. Online, an expired cache is refreshed; when the refresh fails the
-    expired cache is used with a warning.
-    """
-    path = user_metadata_path(release, cache_base)
-    cached: dict[str, Any] | None = None
-    if path.is_file():
-        info = _read_info(path)
-        age_h = (time.time() - float(info.get("fetched_at") or 0)) / 3600
-        same_api = info.get("api_base_url") in (None, _api_base_url())
-        cached = {"info": info, "age_h": age_h}
-        fresh = age_h < expiry_hours and same_api and not force_refresh
-        if offline or fresh:
-            if offline and not fresh:
-                log.warning(
-                    "offline: using the metadata cache %s although it is %.1f h old "
-                    "(expiry %.0f h)",
-                    path,
-                    age_h,
-                    expiry_hours,
-                )
-            entries = _atom_read(path, release)
-            return _Metadata(
-                release,
-                entries,
-                f"user cache {path} ({age_h:.1f} h old)",
-                fetched_at=info.get("fetched_at"),
-                api_base_url=info.get("api_base_url"),
-            )
-        reason = "is for another API" if not same_api else f"is {age_h:.1f} h old"
-        log.info("metadata cache %s %s: refreshing from the API", path, reason)
-    if offline:
-        places = ", ".join(str(p) for p in [*also_looked_in, path])
-        raise DataAccessError(
-            f"offline: no metadata cached for release {release} (looked in {places}); "
-            + _fill_cache_hint(release, path)
-        )
-    try:
-        return fetch_release_metadata(release, cache_base)
-    except DataAccessError as exc:
-        if cached is None:
-            raise
-        log.warning("%s -- using the expired metadata cache %s instead", exc, path)
-        entries = _atom_read(path, release)
-        return _Metadata(
-            release,
-            entries,
-            f"user cache {path} ({cached['age_h']:.1f} h old, expired; API unreachable)",
-            fetched_at=cached["info"].get("fetched_at"),
-            api_base_url=cached["info"].get("api_base_url"),
-        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -864,258 +499,6 @@ def _finish(
 
 
 # ------------------------------------------------------------------------------------------
-# building the fileset from inputs (paths, globs, URLs)
-# ------------------------------------------------------------------------------------------
-_MC_NAME_RE = re.compile(
-    r"(?:^|_)mc_(?P<dsid>\d{6,8})\.(?P<short>[^.]+)(?:\.(?P<skim>[^.]+))?\.root$"
-)
-_DATA_NAME_RE = re.compile(
-    r"(?:^|_)(?:data(?P<year>\d\d)_(?P<period>[A-Za-z0-9]+)|data_(?P<letter>[A-Za-z0-9]+))"
-    r"(?:\.(?P<skim>[^.]+))?\.root$"
-)
-_DATA_2016E_RE = re.compile(r"^Data[A-Z][A-Za-z]*\.root$")
-_PHYSLITE_MC_DIR_RE = re.compile(r"^mc\d\d_13p?\d?TeV\.(?P<dsid>\d{6})\.(?P<short>[^.]+)\.")
-_PHYSLITE_DATA_DIR_RE = re.compile(r"^data\d\d_13p?\d?TeV\.")
-_GLOB_CHARS = set("*?[")
-
-
-def _classify(path_or_url: str) -> dict[str, Any]:
-    """What a file name says: ``{"kind": "data"|"mc"|None, "dsid", "short", "skim"}``."""
-    if is_remote(path_or_url) or path_or_url.startswith("file://"):
-        parts = [p for p in unquote(urlsplit(strip_fsspec_chain(path_or_url)).path).split("/") if p]
-    else:
-        parts = list(Path(path_or_url).parts)
-    base = parts[-1] if parts else path_or_url
-    m = _MC_NAME_RE.search(base)
-    if m:
-        return {"kind": "mc", "dsid": int(m["dsid"]), "short": m["short"], "skim": m["skim"]}
-    m = _DATA_NAME_RE.search(base)
-    if m or _DATA_2016E_RE.match(base):
-        return {"kind": "data", "dsid": None, "short": None, "skim": m["skim"] if m else None}
-    for part in reversed(parts[:-1]):  # PHYSLITE: the rucio dataset directory tells
-        m = _PHYSLITE_MC_DIR_RE.match(part)
-        if m:
-            return {"kind": "mc", "dsid": int(m["dsid"]), "short": m["short"], "skim": None}
-        if _PHYSLITE_DATA_DIR_RE.match(part):
-            return {"kind": "data", "dsid": None, "short": None, "skim": None}
-    return {"kind": None, "dsid": None, "short": None, "skim": None}
-
-
-def _expand_inputs(items: list[str]) -> list[str]:
-    """Files and URLs from paths, directories, globs and URLs (each glob sorted)."""
-    out: list[str] = []
-    for item in items:
-        text = str(item).strip()
-        if not text:
-            continue
-        if is_remote(text):
-            if _GLOB_CHARS & set(urlsplit(text).path):
-                raise DataAccessError(
-                    f"input '{text}': wildcards are not supported in URLs; list the files"
-                )
-            out.append(text)
-            continue
-        if text.startswith("file://"):
-            text = unquote(urlsplit(text).path)
-        path = os.path.expanduser(text)
-        if _GLOB_CHARS & set(path):
-            matches = sorted(p for p in globmod.glob(path, recursive=True) if Path(p).is_file())
-            if not matches:
-                raise DataAccessError(
-                    f"input glob '{text}' matches no files; check the directory and pattern "
-                    "(quote it so that the shell does not expand it)"
-                )
-            out.extend(matches)
-        elif Path(path).is_dir():
-            found = sorted(str(p) for p in Path(path).rglob("*") if _ROOT_FILE_RE.search(p.name))
-            if not found:
-                raise DataAccessError(f"input directory '{text}' contains no .root files")
-            out.extend(found)
-        elif Path(path).is_file():
-            out.append(path)
-        else:
-            raise DataAccessError(
-                f"input '{text}' does not exist; check the path (relative paths are relative "
-                f"to {Path.cwd()})"
-            )
-    seen: set[str] = set()
-    return [x for x in out if not (x in seen or seen.add(x))]
-
-
-def detect_tree(path: str, override: str | None = None) -> str:
-    """The event tree of a local ROOT file: ``override`` if given (checked), else the first of
-    analysis / mini / CollectionTree it contains."""
-    import uproot
-
-    try:
-        with uproot.open(path) as fh:
-            classes = {k.split(";")[0]: v for k, v in fh.classnames().items()}
-    except Exception as exc:
-        raise DataAccessError(
-            f"cannot open input '{path}' as a ROOT file ({type(exc).__name__}: {exc}); "
-            "remove it from the inputs"
-        ) from None
-    trees = [k for k, v in classes.items() if v.startswith("TTree") or v == "ROOT::RNTuple"]
-    if override:
-        if override not in classes:
-            raise DataAccessError(
-                f"input '{path}' has no tree '{override}' (it has {', '.join(trees) or 'none'}); "
-                "fix parsing_task_config.tree_name / --tree-name"
-            )
-        return override
-    for name in TREE_CANDIDATES:
-        if name in trees:
-            return name
-    raise DataAccessError(
-        f"input '{path}' has none of the trees {', '.join(TREE_CANDIDATES)} (it has "
-        f"{', '.join(trees) or 'none'}); set parsing_task_config.tree_name"
-    )
-
-
-def _release_for_tree(tree: str, configured: str) -> str:
-    if RELEASE_TREES.get(configured) == tree:
-        return configured
-    return {
-        "analysis": "2025e-13tev-beta",
-        "CollectionTree": "2024r-pp",
-        "mini": "2020e-13tev",
-    }.get(tree, configured)
-
-
-def _cached_entries(release: str, cache_base: Path) -> dict[str, dict[str, Any]]:
-    """Canonical entries of the user metadata cache, if one exists (never calls the API)."""
-    path = user_metadata_path(release, cache_base)
-    if not path.is_file():
-        return {}
-    try:
-        return _canonical(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return {}
-
-
-def _from_inputs(
-    items: list[str],
-    parsing: ParsingConfig,
-    *,
-    offline: bool,
-    max_files: int | None,
-    cache_base: Path,
-    tree_name: str | None,
-    allow_missing: bool,
-) -> FilesetPlan:
-    files = _expand_inputs(items)
-    if not files:
-        raise DataAccessError("no input files given")
-    override = tree_name or parsing.tree_name
-    missing: list[str] = []
-    cache_dir = Path(parsing.cache_dir).expanduser() if parsing.cache_dir else cache_base / "files"
-    placed = _place_files(files, parsing, offline, cache_dir, missing)
-
-    groups: dict[str, dict[str, Any]] = {}
-    for f in files:
-        cls = _classify(f)
-        if cls["kind"] == "mc":
-            name = _sanitize(f"mc_{cls['dsid']}_{cls['short']}")
-        elif cls["kind"] == "data":
-            name = "data"
-        else:
-            if is_remote(f):
-                parent = unquote(urlsplit(f).path).rstrip("/").rsplit("/", 2)[-2:-1]
-                dirname = (parent[0] if parent else "") or "inputs"
-            else:
-                dirname = Path(f).resolve().parent.name or "inputs"
-            name = _sanitize(dirname)
-            if name == "data" or name.startswith("mc_"):
-                name = f"inputs_{name}"
-        group = groups.setdefault(name, {"cls": cls, "files": []})
-        group["files"].append(f)
-
-    fileset: dict[str, dict[str, Any]] = {}
-    infos: list[dict[str, Any]] = []
-    norm_cache: dict[str, dict[str, dict[str, Any]]] = {}
-    for name in sorted(groups, key=lambda n: (n != "data", n)):
-        group = groups[name]
-        cls = group["cls"]
-        chosen_src = sorted(group["files"])
-        n_total = len(chosen_src)
-        if max_files:
-            chosen_src = chosen_src[:max_files]
-        file_map: dict[str, str] = {}
-        for src in chosen_src:
-            where = placed.get(src)
-            if where is None:
-                continue
-            if is_remote(where):
-                tree = override or RELEASE_TREES.get(parsing.release, "analysis")
-                log.info(
-                    "input %s is remote: assuming tree '%s' (set parsing_task_config.tree_name "
-                    "to change it)",
-                    where,
-                    tree,
-                )
-            else:
-                try:
-                    tree = detect_tree(where, override)
-                except DataAccessError as exc:
-                    # unreadable or treeless: keep it; the runner's pre-flight reports it per
-                    # file (skipped with skipbadfiles, else the run stops naming it)
-                    log.debug("%s", exc)
-                    tree = override or RELEASE_TREES.get(parsing.release, "analysis")
-            file_map[where] = tree
-        trees = sorted(set(file_map.values()))
-        tree = trees[0] if len(trees) == 1 else ",".join(trees)
-        release = _release_for_tree(trees[0], parsing.release) if trees else parsing.release
-        is_mc = cls["kind"] == "mc"
-        info: dict[str, Any] = {
-            "name": name,
-            "key": name,
-            "is_mc": is_mc,
-            "n_files": len(file_map),
-            "n_files_total": n_total,
-            "release": release,
-            "skim": cls.get("skim"),
-            "tree_name": tree,
-            "source": "inputs",
-            "dsid": cls["dsid"],
-            "physics_short": cls["short"],
-            "xsec": None,
-            "kfac": None,
-            "filteff": None,
-            "sumw": None,
-            "n_events": None,
-            "norm_source": "file" if is_mc else None,
-            "note": "",
-        }
-        if cls["kind"] is None:
-            info["note"] = (
-                "file names do not say data or MC: treated as data (weight 1); name files like "
-                "the releases (data_*/mc_<DSID>.*) to change that"
-            )
-            log.warning("inputs %s: %s", name, info["note"])
-        elif is_mc:
-            if release not in norm_cache:
-                norm_cache[release] = _cached_entries(release, cache_base)
-            entry = norm_cache[release].get(str(cls["dsid"]))
-            if entry is not None:
-                norm = _norm(entry)
-                info.update({k: norm[k] for k in ("xsec", "kfac", "filteff", "sumw", "n_events")})
-                info["physics_short"] = norm["physics_short"] or info["physics_short"]
-                info["norm_source"] = "metadata cache"
-            else:
-                info["note"] = "normalisation from the files' own branches (no cached metadata)"
-        if max_files and n_total > len(chosen_src):
-            info["note"] = (info["note"] + "; " if info["note"] else "") + (
-                f"first {len(chosen_src)} of {n_total} files"
-            )
-        infos.append(info)
-        if file_map:
-            fileset[name] = {"files": file_map, "metadata": _coffea_metadata(info)}
-    return _finish(
-        fileset, infos, missing, "inputs", offline, allow_missing, parsing.network_timeout_s
-    )
-
-
-# ------------------------------------------------------------------------------------------
 # entry point
 # ------------------------------------------------------------------------------------------
 def build_fileset(
@@ -1148,6 +531,8 @@ def build_fileset(
         DataAccessError: a missing input, an unknown dataset or skim, an unreachable API or
             server, an empty offline cache -- one line naming the thing and the fix.
     """
+    from processor.opendata.inputs import _from_inputs  # it builds on this module's helpers
+
     offline = parsing.offline if offline is None else offline
     max_files = parsing.max_files_to_process if max_files is None else max_files
     cache_base = Path(user_cache_dir).expanduser() if user_cache_dir else _default_user_cache_dir()

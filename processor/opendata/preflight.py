@@ -10,11 +10,12 @@ import uproot
 
 from processor.config import Config
 from processor.opendata.formats import FormatError, branches_needed, detect_format
+from processor.opendata.releases import TREE_CANDIDATES
 from processor.opendata.weights import default_scale_factors, weight_branches
 
 log = logging.getLogger(__name__)
 
-KNOWN_TREES = ("analysis", "mini", "CollectionTree")
+KNOWN_TREES = TREE_CANDIDATES
 
 
 @dataclass

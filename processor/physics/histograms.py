@@ -20,6 +20,11 @@ class MassGrid:
     width: float = 5.0
     mass_max: float = 13000.0
 
+    @classmethod
+    def from_config(cls, mass_cfg: Any) -> MassGrid:
+        """The grid of ``mass_calculation_task_config`` (``fine_bin_width_gev``, ``mass_max_gev``)."""
+        return cls(mass_cfg.fine_bin_width_gev, mass_cfg.mass_max_gev)
+
     @property
     def n_bins(self) -> int:
         """Number of regular bins (flow bins excluded)."""

@@ -16,30 +16,15 @@ from typing import Any
 import cloudpickle
 from coffea import processor
 from coffea.nanoevents import BaseSchema
-from coffea.processor import accumulate
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from processor.config import Config
+from processor.errors import InputError  # noqa: F401  (re-exported)
 from processor.opendata.preflight import FileReport, inspect_file
-from processor.output.postprocess import PostProcessResult, postprocess
-from processor.output.rootfiles import read_raw_file, write_bumpnet_file, write_raw_file
-from processor.physics.analysis import CUTFLOW_STEPS
-from processor.physics.histograms import MassGrid, accumulator_size
+from processor.physics.accumulator import empty_output
 from processor.run.mass_processor import MassProcessor
-from processor.run.rundir import read_json, software_versions, write_json
 
 log = logging.getLogger(__name__)
-
-RELEASE_INFO = {  # sqrt(s) in TeV, luminosity in fb^-1
-    "2025e-13tev-beta": (13.0, 36.6),
-    "2020e-13tev": (13.0, 10.0),
-    "2024r-pp": (13.0, 36.6),
-    "2016e-8tev": (8.0, 1.0),
-}
-
-
-class InputError(RuntimeError):
-    """An input file cannot be used and skipbadfiles is off (one line, names the file)."""
 
 
 class AtomicCheckpointer(processor.SimpleCheckpointer):
@@ -62,7 +47,11 @@ class AtomicCheckpointer(processor.SimpleCheckpointer):
 
 @dataclass
 class ProcessingResult:
-    """Accumulated output plus everything the manifest reports about the processing."""
+    """Accumulated output plus everything the manifest reports about the processing.
+
+    A merge of finished runs has no pre-flight reports; it carries the inputs and failures its
+    sources recorded instead (``recorded_inputs``, ``recorded_failures``).
+    """
 
     out: dict[str, Any]
     reports: list[FileReport]
@@ -70,10 +59,14 @@ class ProcessingResult:
     wall_time_s: float = 0.0
     #: executor.maxchunks set: files are read only partly on purpose, not a failure
     limited: bool = False
+    recorded_inputs: list[dict[str, Any]] | None = None
+    recorded_failures: list[dict[str, str]] | None = None
 
     @property
     def failures(self) -> list[dict[str, str]]:
         """Failed files and chunks, each with its reason."""
+        if self.recorded_failures is not None:
+            return list(self.recorded_failures)
         fails = [
             {"file": r.file, "chunk": "all", "reason": r.error} for r in self.reports if not r.ok
         ]
@@ -94,6 +87,27 @@ class ProcessingResult:
                     }
                 )
         return fails
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        """One manifest row per input file: entries expected and processed, status, error."""
+        if self.recorded_inputs is not None:
+            return list(self.recorded_inputs)
+        processed = self.out.get("files", {})
+        failed = {f["file"]: f["reason"] for f in self.failures}
+        return [
+            {
+                "file": r.file,
+                "dataset": r.dataset,
+                "tree": r.tree,
+                "format": r.format,
+                "entries_expected": r.entries,
+                "entries_processed": int(processed.get(r.file, 0)),
+                "status": "failed" if r.file in failed else "ok",
+                "error": failed.get(r.file),
+            }
+            for r in self.reports
+        ]
 
 
 def preflight(
@@ -203,20 +217,6 @@ def run_processing(
     return out, metrics
 
 
-def empty_output() -> dict[str, Any]:
-    """The accumulator of a run that processed nothing."""
-    return {"groups": {}, "cutflow": {}, "files": {}, "formats": {}, "failures": {}}
-
-
-def total_cutflow(out: Mapping[str, Any]) -> dict[str, int]:
-    """Cutflow summed over datasets."""
-    total = dict.fromkeys(CUTFLOW_STEPS, 0)
-    for steps in out.get("cutflow", {}).values():
-        for k, v in steps.items():
-            total[k] = total.get(k, 0) + int(v)
-    return total
-
-
 def process_and_accumulate(
     fileset: Mapping[str, Any],
     config: Config,
@@ -254,201 +254,29 @@ def process_and_accumulate(
     )
 
 
-# -- finishing: post-processing, files, manifest ---------------------------------------------
-
-
-def output_filename(config: Config, group: str) -> str:
-    """BumpNet file name of a sample group (MC gets an ``_mc`` suffix)."""
-    name = config.histogram_creation_task_config.output_file
-    return name if group == "data" else name.replace(".root", f"_{group}.root")
-
-
-def finish_run(
-    run_dir: Path,
+def process(
+    fileset: Mapping[str, Any],
     config: Config,
-    out: Mapping[str, Any],
     *,
-    inputs: list[dict[str, Any]],
-    failures: list[dict[str, str]],
-    metrics: Mapping[str, Any],
-    wall_time_s: float,
-    context: Mapping[str, Any],
-    datasets: list[dict[str, Any]] | None = None,
-    make_plots: bool | None = None,
-    release: str | None = "config",
-) -> dict[str, Any]:
-    """Post-process every sample group, write the ROOT files, plots and manifest.json."""
-    grid = MassGrid(
-        config.mass_calculation_task_config.fine_bin_width_gev,
-        config.mass_calculation_task_config.mass_max_gev,
+    client: Any = None,
+    executor: str | None = None,
+    skipbadfiles: bool = False,
+    uproot_options: dict[str, Any] | None = None,
+    checkpoint_dir: Path | None = None,
+    status: bool = True,
+) -> ProcessingResult:
+    """Process a coffea fileset with the MassProcessor: on a Dask cluster when ``client`` is
+    given, else in this process (``executor``: "iterative" (default) or "futures").
+
+    Every input is checked first; the result accounts for every file (``result.failures``).
+    """
+    kind = executor or ("dask" if client is not None else "iterative")
+    return process_and_accumulate(
+        fileset,
+        config,
+        make_executor(kind, config, client, status=status),
+        client=client,
+        skipbadfiles=skipbadfiles,
+        checkpoint_dir=checkpoint_dir,
+        uproot_options=uproot_options,
     )
-    weighted = config.mass_calculation_task_config.weighting == "mc"
-    hist_dir = run_dir / "histograms"
-    cutflow = total_cutflow(out)
-    raw_file = hist_dir / config.histogram_creation_task_config.raw_output_file
-    n_raw = write_raw_file(raw_file, out["groups"], cutflow)
-    log.info("wrote %d fine-grid histograms to %s", n_raw, raw_file)
-    manifest_hists: dict[str, Any] = {}
-    final_states: dict[str, Any] = {}
-    kept_events = 0
-    for group, content in sorted(out["groups"].items()):
-        if config.tasks.do_post_processing:
-            result = postprocess(content["hists"], content["fs_events"], grid, config, weighted)
-        else:
-            result = PostProcessResult([], dict(content["fs_events"]), {}, [], {})
-        kept_events += sum(result.kept_fs.values())
-        final_states[group] = {
-            fs: {"events": n, "sumw": content["fs_sumw"].get(fs, n), "kept": fs in result.kept_fs}
-            for fs, n in sorted(content["fs_events"].items(), key=lambda kv: -kv[1])
-        }
-        entry = _group_manifest(result)
-        if config.tasks.do_histogram_creation and config.tasks.do_post_processing:
-            path = hist_dir / output_filename(config, group)
-            keys = write_bumpnet_file(path, result)
-            entry["file"] = str(path.relative_to(run_dir))
-            log.info("wrote %d histograms (%s) to %s", len(keys), group, path)
-        manifest_hists[group] = entry
-        if result.collisions:
-            log.warning(
-                "%s: %d groups of ROI names differ only in photon/tau counts, which BumpNet's "
-                "category parser ignores (listed in manifest.json histograms.%s.collisions), e.g. %s",
-                group,
-                len(result.collisions),
-                group,
-                " / ".join(result.collisions[0]),
-            )
-    cutflow["final_states_kept"] = kept_events
-    if release == "config":  # the configured release, unless the run read other inputs
-        release = None if config.parsing_task_config.inputs else config.parsing_task_config.release
-    sqrt_s, lumi = RELEASE_INFO.get(release or "", (13.0, None))
-    events_processed = sum(out.get("files", {}).values())
-    n_failed_files = len({f["file"] for f in failures})
-    manifest = {
-        **context,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "status": "partial" if failures else "ok",
-        "software": software_versions(),
-        "config_sha256": config.digest(),
-        "release": release,
-        "sqrt_s_tev": sqrt_s,
-        "luminosity_fb": lumi,
-        "datasets": datasets or [],
-        "inputs": inputs,
-        "failures": failures,
-        "cutflow": out.get("cutflow", {}),
-        "cutflow_total": cutflow,
-        "final_states": final_states,
-        "histograms": manifest_hists,
-        "raw_file": str(raw_file.relative_to(run_dir)),
-        "formats": out.get("formats", {}),
-        "coffea_metrics": _jsonable_metrics(metrics),
-        "processing": {
-            "wall_time_s": round(wall_time_s, 3),
-            "events": events_processed,
-            "events_per_s": round(events_processed / wall_time_s, 1) if wall_time_s > 0 else None,
-            "bytes_read": int(metrics.get("bytesread", 0) or 0),
-            "chunks": int(metrics.get("chunks", 0) or 0),
-            "n_files": len(inputs),
-            "n_failed_files": n_failed_files,
-            "n_failed_chunks": sum(1 for f in failures if f["chunk"] not in ("all",)),
-            "accumulator_bytes": accumulator_size(out.get("groups", {})),
-        },
-        "fine_grid": {"width_gev": grid.width, "max_gev": grid.mass_max, "bins": grid.n_bins},
-    }
-    log.info(
-        "accumulator: %d histograms, %.1f MB pickled",
-        sum(len(g["hists"]) for g in out["groups"].values()),
-        manifest["processing"]["accumulator_bytes"] / 1e6,
-    )
-    write_json(run_dir / "manifest.json", manifest)
-    plots_wanted = config.tasks.do_plots if make_plots is None else make_plots
-    if plots_wanted:
-        regenerate_plots(run_dir)
-    return manifest
-
-
-def _group_manifest(result: PostProcessResult) -> dict[str, Any]:
-    spectra = []
-    for s in result.spectra:
-        roi_values = s.roi.values() if s.roi is not None else []
-        spectra.append(
-            {
-                "roi_name": s.roi_name if s.roi is not None else None,
-                "outlier_name": s.outlier_name if s.outliers is not None else None,
-                "has_outliers": s.outliers is not None,
-                "fs": s.fs,
-                "combo": s.combo,
-                "lo": s.lo,
-                "split": s.split,
-                "hi": s.hi,
-                "n_bins": len(roi_values),
-                "entries": float(sum(roi_values)),
-                "removed": s.removed,
-                "rejected": s.rejected,
-            }
-        )
-    return {
-        "spectra": spectra,
-        "n_written": sum(1 for s in result.spectra if s.roi is not None),
-        "n_bumpnet_ready": sum(1 for s in result.spectra if s.roi is not None and not s.rejected),
-        "dropped_final_states": result.dropped_fs,
-        "collisions": result.collisions,
-        "overflow": result.overflow,
-    }
-
-
-def _jsonable_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in metrics.items():
-        if isinstance(v, set | frozenset | list | tuple):
-            out[k] = sorted(str(x) for x in v)
-        elif isinstance(v, int | float | str) or v is None:
-            out[k] = v
-        else:
-            out[k] = str(v)
-    return out
-
-
-def regenerate_plots(run_dir: Path) -> list[Path]:
-    """(Re)make the plots of a finished run directory; failures are logged, never fatal."""
-    try:
-        from processor.output.plots import make_plots
-    except ImportError as exc:  # pragma: no cover - plots module missing
-        log.error("plots unavailable: %s", exc)
-        return []
-    try:
-        files = make_plots(run_dir)
-    except Exception:
-        log.exception("making plots in %s failed; histograms and manifest are unaffected", run_dir)
-        return []
-    log.info("wrote %d plot files to %s", len(files), run_dir / "plots")
-    return files
-
-
-# -- merging ---------------------------------------------------------------------------------
-
-
-def load_run_output(run_dir: Path, config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A finished run's accumulator (from its raw ROOT file) and its manifest."""
-    manifest = read_json(run_dir / "manifest.json")
-    grid = MassGrid(
-        config.mass_calculation_task_config.fine_bin_width_gev,
-        config.mass_calculation_task_config.mass_max_gev,
-    )
-    groups, _ = read_raw_file(run_dir / manifest["raw_file"], grid)
-    out = {
-        "groups": groups,
-        "cutflow": manifest.get("cutflow", {}),
-        "files": {i["file"]: i.get("entries_processed", 0) for i in manifest.get("inputs", [])},
-        "formats": manifest.get("formats", {}),
-        "failures": {},
-    }
-    return out, manifest
-
-
-def merge_outputs(outputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Add accumulators (histograms, counts, cutflows) of several runs or shards."""
-    merged = accumulate(outputs) if outputs else empty_output()
-    for key, value in empty_output().items():
-        merged.setdefault(key, value)
-    return merged

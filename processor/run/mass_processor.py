@@ -9,6 +9,7 @@ import awkward as ak
 from coffea import processor
 
 from processor.config import Config
+from processor.errors import ChunkError  # noqa: F401  (re-exported)
 from processor.opendata.formats import (
     FormatError,
     detect_format,
@@ -21,10 +22,6 @@ from processor.physics.histograms import MassGrid, fill_chunk
 from processor.physics.selection import types_to_read
 
 log = logging.getLogger(__name__)
-
-
-class ChunkError(RuntimeError):
-    """A chunk could not be processed; the message names the file and entry range."""
 
 
 class MassProcessor(processor.ProcessorABC):
