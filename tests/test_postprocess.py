@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from processor.config import validate_config
-from processor.histograms import MassGrid
-from processor.naming import bumpnet_view, outlier_name, parse_raw_name, raw_name, roi_name
-from processor.postprocess import (
+from processor.output.naming import bumpnet_view, outlier_name, parse_raw_name, raw_name, roi_name
+from processor.output.postprocess import (
     bumpnet_rejections,
     category_collisions,
     postprocess,
     process_spectrum,
     same_flavour_pair,
 )
+from processor.physics.histograms import MassGrid
 
 GRID = MassGrid(5.0, 200.0)
 FS = "2e_0m_0j_0g_0t_0b"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,24 +10,18 @@ import hist
 import numpy as np
 import uproot
 
-from .analysis import CUTFLOW_STEPS
-from .histograms import MassGrid
-from .naming import fs_count_name, parse_fs_count_name, parse_raw_name, raw_name
-from .postprocess import PostProcessResult
+from processor.fsutil import atomic_path
+from processor.output.naming import fs_count_name, parse_fs_count_name, parse_raw_name, raw_name
+from processor.output.postprocess import PostProcessResult
+from processor.physics.analysis import CUTFLOW_STEPS
+from processor.physics.histograms import MassGrid
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; rename it to ``path`` only if the block succeeds."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def bumpnet_filename(hist_cfg: Any, group: str) -> str:
+    """BumpNet file name of a sample group from ``histogram_creation_task_config``
+    (``output_file``; MC gets an ``_mc`` suffix)."""
+    name = hist_cfg.output_file
+    return name if group == "data" else name.replace(".root", f"_{group}.root")
 
 
 def write_bumpnet_file(path: str | Path, result: PostProcessResult) -> list[str]:

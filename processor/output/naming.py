@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .finalstates import category_label, fs_label, parse_fs_label
+from processor.physics.finalstates import category_label, fs_label, parse_fs_label
 
 _CATEGORY_RE = re.compile(r"^(\d+)ex_(\d+)mx_(\d+)jx_(\d+)gx_(\d+)tx_(\d+)bx$")
 #: BumpNet's own category parser (its selection helper), DESIGN §3

@@ -8,13 +8,14 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import hist
 import numpy as np
 
-from .config import Config
-from .histograms import MassGrid
-from .naming import bumpnet_view, outlier_name, roi_name
+from processor.config import Config
+from processor.output.naming import bumpnet_view, outlier_name, roi_name
+from processor.physics.histograms import MassGrid
 
 #: BumpNet's loader requirements (DESIGN §3)
 BUMPNET_MIN_BINS = 25
@@ -206,3 +207,19 @@ def postprocess(
     roi_names = [s.roi_name for s in spectra if s.roi is not None]
     collisions = category_collisions(roi_names) if use_bumpnet else []
     return PostProcessResult(spectra, kept, dropped, collisions, overflow)
+
+
+def postprocess_groups(out: Mapping[str, Any], config: Config) -> dict[str, PostProcessResult]:
+    """Post-process every sample group of an accumulator (``tasks.do_post_processing`` off:
+    every final state is kept and nothing is written)."""
+    grid = MassGrid.from_config(config.mass_calculation_task_config)
+    weighted = config.mass_calculation_task_config.weighting == "mc"
+    results: dict[str, PostProcessResult] = {}
+    for group, content in sorted(out["groups"].items()):
+        if config.tasks.do_post_processing:
+            results[group] = postprocess(
+                content["hists"], content["fs_events"], grid, config, weighted
+            )
+        else:
+            results[group] = PostProcessResult([], dict(content["fs_events"]), {}, [], {})
+    return results
