@@ -70,7 +70,7 @@ class Tasks(_Strict):
 class ParsingConfig(_Strict):
     """Which ATLAS Open Data files to read (the seed's 'parsing' stage)."""
 
-    release: Release = "2025e-13tev-beta"
+    release: Release = RELEASE_NAMES[0]  # type: ignore[assignment]  (2025e-13tev-beta)
     skim: str = "2to4lep"
     samples: Literal["data", "mc", "both"] = "data"
     #: DSIDs or physics_short names (MC) / data keys; None = every dataset of the chosen samples.
