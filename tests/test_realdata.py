@@ -252,3 +252,35 @@ def test_physlite_btagging_runs_and_follows_the_links(tagger):
     assert out["cutflow"][folder]["events_read"] == n
     n_tagged = sum(map(sum, want))
     print(f"PHYSLITE {tagger} 77 %: {n_tagged} of {sum(map(len, want))} jets tagged")
+
+
+def test_2020e_mev_to_gev_in_float64_keeps_an_entry_on_its_side_of_a_bin_edge():
+    """One real 2020e mass sits 3e-6 GeV below the 310 GeV edge; converting MeV -> GeV in
+    float32 (the old way) put it 6e-6 GeV above, in the next fine bin."""
+    from processor.physics.analysis import analyse_objects
+
+    cfg = validate_config({"object_selection": SEED_PHYSICS})
+    sel = cfg.object_selection
+    cols, n, arrays = _collections("2020e", cfg)
+    comb = cfg.mass_calculation_task_config.combinations
+    new = analyse_objects(cols, n, sel, comb)
+    fmt = FORMATS["2020e"]
+    old_cols = {}
+    for t, rec in cols.items():  # the float32 product, cast afterwards
+        coll = fmt.collections[t]
+        keep = arrays[coll.type_select[0]] == coll.type_select[1] if coll.type_select else None
+        fields = {}
+        for name, branch in (("pt", coll.pt), ("energy", coll.fourth[1])):
+            raw = arrays[branch] if keep is None else arrays[branch][keep]
+            assert str(ak.type(raw)).endswith("float32")
+            fields[name] = ak.values_astype(raw * np.float32(1e-3), np.float64)
+        old_cols[t] = ak.with_field(
+            ak.with_field(rec, fields["pt"], "pt"), fields["energy"], "energy"
+        )
+    old = analyse_objects(old_cols, n, sel, comb)
+    assert new.keys() == old.keys()
+    moved = np.flatnonzero(np.floor(new.entries.mass / 5.0) != np.floor(old.entries.mass / 5.0))
+    assert len(moved) == 1
+    i = moved[0]
+    assert new.keys()[i] == ("1e_0m_3j_0g_0t_0b_0Z", "e0j0j1j2")
+    assert 310.0 - 1e-5 < new.entries.mass[i] < 310.0 < old.entries.mass[i] < 310.0 + 1e-5
