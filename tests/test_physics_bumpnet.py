@@ -627,6 +627,11 @@ def test_mev_to_gev_after_the_cast_to_float64():
 def test_z_candidates_need_charges():
     sel = Config().object_selection
     assert sel.needs_charge() and "Z" in sel.active_types()
+    cols = to_collections([{"e": z_pair(91.0)}])
+    cols["e"] = cols["e"][["pt", "eta", "phi", "energy"]]
+    comb = Config().mass_calculation_task_config.combinations
+    with pytest.raises(ValueError, match="no 'charge'"):
+        analyse_objects(cols, 1, sel, comb)
     no_leptons = cfg_with(types=["j", "g"]).object_selection
     assert not no_leptons.needs_charge() and "Z" not in no_leptons.active_types()
 

@@ -149,6 +149,15 @@ def analyse_objects(
     Electron/muon records need a ``charge`` when Z candidates, charge tags or three-lepton
     pairs are on (``sel.needs_charge()``).
     """
+    if sel.needs_charge():
+        lacking = [
+            t for t in ("e", "m") if t in collections and "charge" not in collections[t].fields
+        ]
+        if lacking:
+            raise ValueError(
+                f"collections {lacking} have no 'charge', needed for Z candidates, charge tags "
+                "or three-lepton pairs (read them with charge=True, or switch those off)"
+            )
     objects = select_objects(collections, sel, overlap_removal)
     types = sel.active_types()
     if "Z" in types:
