@@ -353,8 +353,8 @@ def read_collections(
     ``get`` returns a branch as an awkward array (reading only what is asked for); ``cuts(t)``
     gives the ObjectCuts of type t, whose ``id``/``iso``/``rel_isolation_max`` choose the quality
     requirement. Momenta are cast to float64 before the MeV -> GeV conversion. Only branches
-    needed for the requested types, working points and options are touched; ``b`` (or ``Z``)
-    in ``types`` means jets (electrons and muons) are read.
+    needed for the requested types, working points and options are touched; ``b`` in
+    ``types`` means jets are read (with their tag), ``Z`` is skipped (built later from e, mu).
     """
     out: dict[str, ak.Array] = {}
     wanted = list(types)
