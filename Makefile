@@ -22,7 +22,7 @@ setup-test: $(VENV)/.test-installed
 
 ## demo: set up the environment and run the full pipeline on the built-in synthetic sample
 demo: setup-demo
-	$(BIN)/python runner.py --local --demo
+	$(BIN)/bumpnet-masses --local --demo
 
 ## testbed: start the local Slurm/Torque batch system the `pbs` tests use (needs root)
 testbed:
