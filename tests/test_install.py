@@ -161,3 +161,56 @@ def test_installed_demo_runs_outside_the_checkout(installed):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "histograms written:" in res.stdout
     assert (run_dir / "histograms" / "bumpnet_histograms.root").is_file()
+
+
+#: pip name -> conda-forge name where they differ
+_CONDA_NAMES = {"matplotlib": "matplotlib-base"}
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_environment_yml_is_the_pip_environment():
+    """environment.yml = dependencies + the test, notebook and xrootd extras, same bounds."""
+    import yaml
+    from packaging.requirements import Requirement
+
+    project = _pyproject()["project"]
+    pip_reqs = [
+        Requirement(r)
+        for r in [
+            *project["dependencies"],
+            *[
+                r
+                for extra in ("test", "notebook", "xrootd")
+                for r in project["optional-dependencies"][extra]
+            ],
+        ]
+    ]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    conda = {}
+    for item in env:
+        if isinstance(item, dict):
+            for pip_item in item.get("pip", []):
+                req = Requirement(pip_item)
+                conda[req.name] = req.specifier
+        elif not item.startswith(("python", "pip", "root")):
+            req = Requirement(item.split("#")[0].strip())
+            conda[req.name] = req.specifier
+    want = {_CONDA_NAMES.get(r.name, r.name): r.specifier for r in pip_reqs}
+    assert conda == want
+
+
+def test_core_lower_bounds_cover_the_features_used():
+    """The bounds the code needs (issue 14): a lower bound below these breaks at run time."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    need = {"coffea": "2025.11", "atlasopenmagic": "1.10", "awkward": "2.8.9", "uproot": "5.7"}
+    reqs = {Requirement(r).name: Requirement(r) for r in _pyproject()["project"]["dependencies"]}
+    for name, version in need.items():
+        lows = [Version(s.version) for s in reqs[name].specifier if s.operator == ">="]
+        assert lows and min(lows) >= Version(version), (name, str(reqs[name].specifier))
