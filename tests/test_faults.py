@@ -372,3 +372,77 @@ def _unused(*_: object) -> None:  # keep imports used by later sections
 
 
 _unused(signal, uproot)
+
+
+# -- 16. weighted histograms carry ROOT's statistics right ---------------------------------------
+
+
+def test_weighted_histograms_have_fill_counts_and_sumw2(tmp_path):
+    from processor.config import validate_config
+    from processor.output.postprocess import BUMPNET_MIN_ENTRIES, postprocess_groups
+    from processor.output.rootfiles import read_raw_file, write_bumpnet_file, write_raw_file
+    from processor.physics.accumulator import total_cutflow
+    from processor.physics.histograms import MassGrid
+    from processor.run.execute import process
+
+    mc = write_sample(tmp_path / "mc.root", "2025e", 6_000, seed=12, kind="mc", dsid=700001)
+    fileset = {"mc": {"files": {str(mc): "analysis"}, "metadata": {"is_mc": True}}}
+    cfg = validate_config({"mass_calculation_task_config": {"weighting": "mc"}})
+    with _two_workers() as client:
+        out = process(fileset, cfg, client=client, status=False).out
+    content = out["groups"]["mc"]
+    assert content["fills"].keys() == content["hists"].keys()
+    raw = tmp_path / "raw.root"
+    write_raw_file(raw, out["groups"], total_cutflow(out))
+    pp = postprocess_groups(out, cfg)["mc"]
+    bump = tmp_path / "bump_mc.root"
+    write_bumpnet_file(bump, pp)
+    checked = 0
+    with uproot.open(raw) as f:
+        for (fs, combo), h in content["hists"].items():
+            from processor.output.naming import raw_name
+
+            th1 = f[f"mc/{raw_name(fs, combo)}"]
+            n_fills = int(content["fills"][(fs, combo)].sum(flow=True))
+            assert th1.member("fEntries") == n_fills
+            np.testing.assert_allclose(
+                th1.member("fTsumw2"), h.view(flow=False)["variance"].sum(), rtol=1e-12
+            )
+            assert th1.member("fTsumw2") != pytest.approx(th1.member("fTsumw"))
+            checked += 1
+    assert checked > 5
+    spectra = [s for s in pp.spectra if s.roi is not None]
+    with uproot.open(bump) as f:
+        for s in spectra:
+            th1 = f[s.roi_name]
+            assert th1.member("fEntries") == s.roi_entries > 0
+            np.testing.assert_allclose(
+                th1.member("fTsumw2"), s.roi.view()["variance"].sum(), rtol=1e-12
+            )
+            # the readiness check counts entries (fills), not the sum of weights
+            assert (f"{s.roi_entries:g} entries < {BUMPNET_MIN_ENTRIES}" in s.rejected) == (
+                s.roi_entries < BUMPNET_MIN_ENTRIES
+            )
+    # a merge reads the fill counts back from the raw file
+    groups, _ = read_raw_file(raw, MassGrid.from_config(cfg.mass_calculation_task_config))
+    for key, c in content["fills"].items():
+        np.testing.assert_array_equal(groups["mc"]["fills"][key].view(flow=True), c.view(flow=True))
+    try:
+        import ROOT
+    except ImportError:
+        return
+    rf = ROOT.TFile.Open(str(bump))
+    try:
+        for s in spectra:
+            h = rf.Get(s.roi_name)
+            assert h.GetEntries() == s.roi_entries
+            sumw, sumw2 = s.roi.values().sum(), s.roi.variances().sum()
+            assert h.GetEffectiveEntries() == pytest.approx(sumw**2 / sumw2, rel=1e-9)
+    finally:
+        rf.Close()
+
+
+def _two_workers():
+    from helpers import two_worker_client
+
+    return two_worker_client()
