@@ -446,3 +446,47 @@ def _two_workers():
     from helpers import two_worker_client
 
     return two_worker_client()
+
+
+# -- 12. SIGTERM (walltime) like Ctrl-C; --resume RUN_DIR continues the recorded run ------------
+
+
+@pytest.mark.slow
+def test_sigterm_then_resume_gives_the_clean_result(work, inputs, clean25):
+    d = work / "sigterm"
+    d.mkdir()
+    run_dir = d / "r"
+    env = {**os.environ, "BUMPNET_CACHE_DIR": str(d / "cache")}
+    cfg = clean25.parent / "c25.yaml"
+    proc = subprocess.Popen(
+        [sys.executable, str(RUNNER), "--local", "--workers", "1", "--config", str(cfg),
+         "--input", *map(str, inputs), "--run-dir", str(run_dir)],
+        cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        # wait (bounded) until the run is processing: its first checkpoint exists
+        for line in proc.stdout:
+            if "Dask dashboard" in line:
+                break
+        for _ in range(600):
+            if proc.poll() is not None or list((run_dir / "checkpoints").rglob("*.coffea")):
+                break
+            threading.Event().wait(0.2)
+        if proc.poll() is not None:
+            pytest.skip("the run finished before SIGTERM could be sent")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    assert "SIGTERM" in errors[0] and f"--resume {run_dir}" in errors[0]
+    assert "Traceback" not in err
+    assert not (run_dir / "manifest.json").exists()
+    # the recorded run: no --config, no --input
+    res = runner(["--local", "--workers", "1", "--resume", str(run_dir)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert assert_same_run_histograms(run_dir, clean25) > 5
