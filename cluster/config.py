@@ -2,10 +2,53 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+_ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9_.\-]*|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
+
+
+def check_memory_limit(value: str) -> str:
+    """``auto``, a byte count, a fraction of the machine (0-1) or a size like ``4GB``."""
+    text = str(value).strip()
+    if text.lower() == "auto":
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        from dask.utils import parse_bytes
+
+        try:
+            parse_bytes(text)
+        except (ValueError, TypeError):
+            raise ValueError(
+                "not a memory size: use 'auto', a size such as '4GB' or '500MiB', or a fraction such as 0.5"
+            ) from None
+        return text
+    if number <= 0:
+        raise ValueError(
+            "must be positive: use 'auto', a size such as '4GB', or a fraction such as 0.5"
+        )
+    return text
+
+
+def check_dashboard_address(value: str) -> str:
+    """``host:port`` or ``:port`` with a port in 0..65535 (0: any free port)."""
+    m = _ADDRESS.match(str(value).strip())
+    if m is None or int(m.group("port")) > 65535:
+        raise ValueError("not an address: use 'host:port' or ':port', e.g. '127.0.0.1:8787'")
+    return str(value).strip()
 
 
 class StrictModel(BaseModel):
@@ -21,6 +64,16 @@ class LocalClusterConfig(StrictModel):
     threads_per_worker: PositiveInt = 1
     memory_limit: str = "auto"
     dashboard_address: str = "127.0.0.1:8787"
+
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _memory_limit(cls, v: object) -> str:
+        return check_memory_limit(str(v))
+
+    @field_validator("dashboard_address")
+    @classmethod
+    def _dashboard(cls, v: str) -> str:
+        return check_dashboard_address(v)
 
 
 class AdaptiveConfig(StrictModel):
@@ -62,6 +115,11 @@ class BatchClusterConfig(StrictModel):
     #: None = the run directory's logs/.
     log_directory: Path | None = None
     dashboard_address: str = ":8787"
+
+    @field_validator("dashboard_address")
+    @classmethod
+    def _dashboard(cls, v: str) -> str:
+        return check_dashboard_address(v)
 
     @model_validator(mode="after")
     def _lifetime_fits_walltime(self) -> BatchClusterConfig:

@@ -117,7 +117,8 @@ def readiness_table(result: PostProcessResult) -> list[dict[str, Any]]:
                 "split": s.split,
                 "hi": s.hi,
                 "n_bins": len(roi_values),
-                "entries": float(sum(roi_values)),
+                "entries": float(sum(roi_values) if s.roi_entries is None else s.roi_entries),
+                "sumw": float(sum(roi_values)),
                 "removed": s.removed,
                 "rejected": s.rejected,
             }
@@ -197,7 +198,9 @@ def raw_file_path(run_dir: str | Path, manifest: Mapping[str, Any]) -> Path:
         from processor.config import load_config
 
         try:
-            name = load_config(run_dir / "config.yaml").histogram_creation_task_config.raw_output_file
+            name = load_config(
+                run_dir / "config.yaml"
+            ).histogram_creation_task_config.raw_output_file
         except Exception as exc:  # a broken config must not stop the plots
             log.debug("no raw_output_file from %s: %s", run_dir / "config.yaml", exc)
     return run_dir / "histograms" / name

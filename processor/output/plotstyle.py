@@ -48,7 +48,6 @@ COLOR_OK = "#2e7d32"
 _OBJECT_SYMBOLS = {"e": "e", "m": r"\mu", "j": "j", "g": r"\gamma", "t": r"\tau", "b": "b"}
 
 
-
 @dataclass
 class Hist1D:
     """Bin contents, variances and edges of one TH1 (flow bins dropped)."""
@@ -245,4 +244,3 @@ def _count(n: Any) -> str:
 
 
 # --------------------------------------------------------------------------- reading
-
