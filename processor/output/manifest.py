@@ -117,7 +117,8 @@ def readiness_table(result: PostProcessResult) -> list[dict[str, Any]]:
                 "split": s.split,
                 "hi": s.hi,
                 "n_bins": len(roi_values),
-                "entries": float(sum(roi_values)),
+                "entries": float(sum(roi_values) if s.roi_entries is None else s.roi_entries),
+                "sumw": float(sum(roi_values)),
                 "removed": s.removed,
                 "rejected": s.rejected,
             }

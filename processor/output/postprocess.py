@@ -40,6 +40,9 @@ class Spectrum:
     removed: dict[str, float] = field(default_factory=dict)
     #: why BumpNet would reject the ROI histogram (empty list: accepted)
     rejected: list[str] = field(default_factory=list)
+    #: number of fills (raw entries) in the ROI / outlier histogram (ROOT's fEntries)
+    roi_entries: float | None = None
+    outlier_entries: float | None = None
 
 
 @dataclass
@@ -85,9 +88,19 @@ def _group_sum(arr: np.ndarray, start: int, n_groups: int, size: int) -> np.ndar
 
 
 def process_spectrum(
-    fs: str, combo: str, h: hist.Hist, grid: MassGrid, config: Config, weighted: bool
+    fs: str,
+    combo: str,
+    h: hist.Hist,
+    grid: MassGrid,
+    config: Config,
+    weighted: bool,
+    fills: hist.Hist | None = None,
 ) -> Spectrum:
-    """Apply the cuts, peak removal and outlier split to one fine histogram, and rebin."""
+    """Apply the cuts, peak removal and outlier split to one fine histogram, and rebin.
+
+    ``fills`` (per-bin fill counts of a weighted histogram) gives the real entry counts of the
+    ROI and outlier histograms; without it the contents are the counts (unweighted/unit weights).
+    """
     pp = config.post_processing_task_config
     out_cfg = config.histogram_creation_task_config
     width = out_cfg.bin_width_gev
@@ -100,6 +113,11 @@ def process_spectrum(
     variances = np.array(view.variance if weighted else view, dtype=np.float64)
     spec.removed["overflow"] = float(values[-1] + values[0])
     values, variances = values[1:-1].copy(), variances[1:-1].copy()
+    counts = (
+        np.array(fills.view(flow=True), dtype=np.float64)[1:-1]
+        if fills is not None
+        else values.copy()
+    )
     f = grid.width
     edges_lo = np.arange(grid.n_bins) * f
 
@@ -107,6 +125,7 @@ def process_spectrum(
         spec.removed[reason] = float(values[mask].sum())
         values[mask] = 0.0
         variances[mask] = 0.0
+        counts[mask] = 0.0
 
     if pp.z_peak_cut and same_flavour_pair(combo):
         cut(edges_lo < pp.z_peak_cut_gev - 1e-9, "z_peak_cut")
@@ -147,6 +166,7 @@ def process_spectrum(
         width,
         weighted,
     )
+    spec.roi_entries = float(counts[lo_bin:main_end].sum())
     if split_bin is not None:
         spec.split = split_bin * f
         if out_cfg.exclude_outliers and last_fine + 1 > split_bin:
@@ -158,18 +178,24 @@ def process_spectrum(
                 width,
                 weighted,
             )
-    spec.rejected = bumpnet_rejections(spec.roi)
+            spec.outlier_entries = float(counts[split_bin : last_fine + 1].sum())
+    spec.rejected = bumpnet_rejections(spec.roi, spec.roi_entries)
     return spec
 
 
-def bumpnet_rejections(h: hist.Hist) -> list[str]:
-    """Reasons BumpNet's loader would skip this histogram (DESIGN §3)."""
+def bumpnet_rejections(h: hist.Hist, entries: float | None = None) -> list[str]:
+    """Reasons BumpNet's loader would skip this histogram (DESIGN §3).
+
+    ``entries``: the number of fills (a weighted histogram's contents are a sum of weights,
+    not its entry count); default: the sum of the contents.
+    """
     values = h.values()
+    n_entries = float(values.sum()) if entries is None else float(entries)
     reasons = []
     if len(values) < BUMPNET_MIN_BINS:
         reasons.append(f"{len(values)} bins < {BUMPNET_MIN_BINS}")
-    if values.sum() < BUMPNET_MIN_ENTRIES:
-        reasons.append(f"{values.sum():g} entries < {BUMPNET_MIN_ENTRIES}")
+    if n_entries < BUMPNET_MIN_ENTRIES:
+        reasons.append(f"{n_entries:g} entries < {BUMPNET_MIN_ENTRIES}")
     if len(values) and not values[0] > 0:
         reasons.append("first bin is not > 0")
     return reasons
@@ -189,8 +215,10 @@ def postprocess(
     grid: MassGrid,
     config: Config,
     weighted: bool,
+    fills: Mapping[tuple[str, str], hist.Hist] | None = None,
 ) -> PostProcessResult:
-    """Post-process one sample group's accumulated histograms (never a single chunk's)."""
+    """Post-process one sample group's accumulated histograms (never a single chunk's);
+    ``fills``: per-bin fill counts of weighted histograms (the real entry counts)."""
     min_events = config.mass_calculation_task_config.min_events_per_fs
     kept = {fs: n for fs, n in fs_events.items() if n >= min_events}
     dropped = {fs: n for fs, n in fs_events.items() if n < min_events}
@@ -199,7 +227,9 @@ def postprocess(
     for (fs, combo), h in sorted(hists.items()):
         if fs not in kept:
             continue
-        spec = process_spectrum(fs, combo, h, grid, config, weighted)
+        spec = process_spectrum(
+            fs, combo, h, grid, config, weighted, (fills or {}).get((fs, combo))
+        )
         if spec.removed.get("overflow"):
             overflow[spec.roi_name] = spec.removed["overflow"]
         spectra.append(spec)
@@ -218,7 +248,12 @@ def postprocess_groups(out: Mapping[str, Any], config: Config) -> dict[str, Post
     for group, content in sorted(out["groups"].items()):
         if config.tasks.do_post_processing:
             results[group] = postprocess(
-                content["hists"], content["fs_events"], grid, config, weighted
+                content["hists"],
+                content["fs_events"],
+                grid,
+                config,
+                weighted,
+                content.get("fills"),
             )
         else:
             results[group] = PostProcessResult([], dict(content["fs_events"]), {}, [], {})

@@ -24,16 +24,50 @@ def bumpnet_filename(hist_cfg: Any, group: str) -> str:
     return name if group == "data" else name.replace(".root", f"_{group}.root")
 
 
+#: subdirectory of a group in the raw file holding the per-bin fill counts of weighted histograms
+FILLS_DIR = "fills"
+
+
+def _set_member(obj: Any, name: str, value: float) -> bool:
+    if name in obj._members:
+        obj._members[name] = value
+        return True
+    return any(_set_member(base, name, value) for base in obj._bases)
+
+
+def to_th1(h: hist.Hist, entries: float | None = None) -> Any:
+    """A hist as uproot's TH1D with ROOT's statistics right for Weight storage.
+
+    uproot's conversion puts the sum of weights into both ``fEntries`` and ``fTsumw2``; here
+    ``fEntries`` is the number of fills (``entries``, default: the contents' sum) and ``fTsumw2``
+    is the sum of squared weights (the in-range variances), so ``GetEntries()`` and
+    ``GetEffectiveEntries()`` are right in ROOT.
+    """
+    th1 = uproot.to_writable(h)
+    view = h.view(flow=False)
+    weighted = view.dtype.names is not None and "variance" in view.dtype.names
+    values = np.asarray(view["value"] if weighted else view, dtype=np.float64)
+    n = float(values.sum()) if entries is None else float(entries)
+    if not weighted and entries is None:
+        n = float(np.asarray(h.view(flow=True), dtype=np.float64).sum())
+    _set_member(th1, "fEntries", n)
+    if weighted:
+        _set_member(th1, "fTsumw2", float(np.asarray(view["variance"], dtype=np.float64).sum()))
+    return th1
+
+
 def write_bumpnet_file(path: str | Path, result: PostProcessResult) -> list[str]:
-    """Write the ROI histograms (and outlier tails under their own names); return the keys."""
+    """Write the ROI histograms (and outlier tails under their own names); return the keys.
+
+    ``fEntries`` of each histogram is its number of fills (also for weighted MC)."""
     keys = []
     with atomic_path(path) as tmp, uproot.recreate(tmp) as f:
         for spec in result.spectra:
             if spec.roi is not None:
-                f[spec.roi_name] = spec.roi
+                f[spec.roi_name] = to_th1(spec.roi, spec.roi_entries)
                 keys.append(spec.roi_name)
             if spec.outliers is not None:
-                f[spec.outlier_name] = spec.outliers
+                f[spec.outlier_name] = to_th1(spec.outliers, spec.outlier_entries)
                 keys.append(spec.outlier_name)
     return keys
 
@@ -56,14 +90,27 @@ def write_raw_file(
     """Write every fine histogram and final-state count, per sample group directory.
 
     Layout: ``<group>/raw_mass_<combo>_cat_<category>`` (fine grid), ``<group>/nevents_cat_<category>``
-    (2 bins: raw events, sum of weights) and ``cutflow`` (steps of CUTFLOW_STEPS). Every object
-    is a TH1D, so ROOT's ``hadd`` adds two runs correctly. Returns the number of histograms.
+    (2 bins: raw events, sum of weights), for weighted histograms ``<group>/fills/raw_mass_...``
+    (fills per bin; ``fEntries`` of the weighted one is their sum) and ``cutflow`` (steps of
+    CUTFLOW_STEPS). Every object is a TH1D, so ROOT's ``hadd`` adds two runs correctly. Returns
+    the number of histograms.
     """
     n = 0
     with atomic_path(path) as tmp, uproot.recreate(tmp) as f:
         for group, content in groups.items():
+            fills = content.get("fills") or {}
             for (fs, combo), h in sorted(content["hists"].items()):
-                f[f"{group}/{raw_name(fs, combo)}"] = h
+                count = fills.get((fs, combo))
+                entries = None if count is None else float(count.sum(flow=True))
+                f[f"{group}/{raw_name(fs, combo)}"] = to_th1(h, entries)
+                if count is not None:
+                    f[f"{group}/{FILLS_DIR}/{raw_name(fs, combo)}"] = to_th1(
+                        hist.Hist(
+                            count.axes[0],
+                            storage=hist.storage.Double(),
+                            data=count.view(flow=True).astype(np.float64),
+                        )
+                    )
                 n += 1
             for fs, count in sorted(content["fs_events"].items()):
                 f[f"{group}/{fs_count_name(fs)}"] = _count_hist(
@@ -87,7 +134,12 @@ def read_raw_file(
             group, name = key.split(";")[0].split("/", 1)
             content = groups.setdefault(group, {"hists": {}, "fs_events": {}, "fs_sumw": {}})
             obj = f[key]
-            if name.startswith("raw_mass_"):
+            if name.startswith(FILLS_DIR + "/raw_mass_"):
+                counts = np.rint(obj.values(flow=True)).astype(np.int64)
+                c = MassGrid(grid.width, grid.mass_max).make_counts()
+                c.view(flow=True)[...] = counts
+                content.setdefault("fills", {})[parse_raw_name(name.split("/", 1)[1])] = c
+            elif name.startswith("raw_mass_"):
                 h = obj.to_hist()
                 axis = h.axes[0]
                 if len(axis) != grid.n_bins or not np.isclose(axis.edges[-1], grid.mass_max):
