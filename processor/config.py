@@ -24,6 +24,7 @@ from pydantic import (
 from cluster.config import ClusterConfig, StrictModel
 from processor.errors import ConfigError  # noqa: F401  (re-exported)
 from processor.opendata.releases import FORMAT_NAMES, RELEASE_NAMES
+from processor.output.scanconfig import BumpScanConfig
 
 log = logging.getLogger(__name__)
 
@@ -368,6 +369,9 @@ class PostProcessingConfig(_Strict):
     z_peak_cut_gev: float = Field(115.0, ge=0)
     max_mass_cut: bool = False
     max_mass_gev: PositiveFloat = 10000.0
+    #: the classical bump scan of every ROI spectrum (issue 13): background fit or MC, Z_LR,
+    #: BumpHunter window with local/global significance; a cross-check, not a discovery claim
+    bump_scan: BumpScanConfig = Field(default_factory=BumpScanConfig)
 
 
 class HistogramCreationConfig(_Strict):

@@ -11,12 +11,12 @@ from iminuit import Minuit
 from numpy.typing import ArrayLike
 from scipy import special, stats
 
+from processor.output.scanconfig import DEFAULT_LR_ALPHA
+
 log = logging.getLogger(__name__)
 
 #: Parameter names of f(x) = p0 (1 - x)^p1 x^(p2 + p3 ln x), x = m / sqrt(s).
 PARAM_NAMES = ("p0", "p1", "p2", "p3")
-#: Default significance level of the likelihood-ratio test that admits one more parameter.
-DEFAULT_LR_ALPHA = 0.05
 #: Gauss-Legendre nodes per bin for the bin integrals (exact for polynomials of degree 7).
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(4)
 #: Floor for an expected bin count inside the likelihood (keeps n ln(n/mu) finite).

@@ -12,6 +12,13 @@ from processor.opendata.releases import energy_and_lumi
 from processor.output.manifest import build_manifest, group_record, jsonable_metrics, write_manifest
 from processor.output.postprocess import postprocess_groups
 from processor.output.rootfiles import bumpnet_filename, write_bumpnet_file, write_raw_file
+from processor.output.scanning import (
+    RunScan,
+    add_scan_histograms,
+    format_window,
+    most_significant,
+    scan_run,
+)
 from processor.physics.accumulator import total_cutflow
 from processor.physics.histograms import MassGrid, accumulator_size
 from processor.run.execute import ProcessingResult
@@ -36,9 +43,13 @@ def finish_run(
     release: str | None,
     datasets: list[dict[str, Any]] | None = None,
     plots: bool = True,
+    scan: bool = True,
+    client: Any = None,
 ) -> dict[str, Any]:
-    """Post-process every sample group, write the ROOT files, manifest.json and (if ``plots``
-    and ``tasks.do_plots``) the plots; return the manifest."""
+    """Post-process every sample group, bump-scan its ROI spectra (``scan`` and
+    ``post_processing_task_config.bump_scan.enabled``; on the Dask workers of ``client`` when
+    given), write the ROOT files, manifest.json and (if ``plots`` and ``tasks.do_plots``) the
+    plots; return the manifest."""
     out = result.out
     grid = MassGrid.from_config(config.mass_calculation_task_config)
     hist_dir = run_dir / "histograms"
@@ -49,7 +60,12 @@ def finish_run(
     manifest_hists: dict[str, Any] = {}
     final_states: dict[str, Any] = {}
     kept_events = 0
-    for group, pp in postprocess_groups(out, config).items():
+    sqrt_s, lumi = energy_and_lumi(release)
+    pp_groups = postprocess_groups(out, config)
+    bump = RunScan()
+    if scan and config.tasks.do_post_processing:
+        bump = scan_run(pp_groups, out, config, sqrt_s * 1000.0, client=client)
+    for group, pp in pp_groups.items():
         content = out["groups"][group]
         kept_events += sum(pp.kept_fs.values())
         final_states[group] = {
@@ -61,7 +77,14 @@ def finish_run(
             path = hist_dir / bumpnet_filename(config.histogram_creation_task_config, group)
             keys = write_bumpnet_file(path, pp)
             entry["file"] = str(path.relative_to(run_dir))
+            scan_keys = add_scan_histograms(path, bump.outcomes.get(group, {}))
+            if scan_keys:
+                log.info("%s: added %d bump-scan histograms to %s", group, len(scan_keys), path)
             log.info("wrote %d histograms (%s) to %s", len(keys), group, path)
+        scanned = bump.outcomes.get(group, {})
+        for row in entry["spectra"]:
+            if row.get("roi_name") in scanned:
+                row["bump_scan"] = scanned[row["roi_name"]].record
         manifest_hists[group] = entry
         if pp.collisions:
             log.warning(
@@ -73,7 +96,6 @@ def finish_run(
                 " / ".join(pp.collisions[0]),
             )
     cutflow["final_states_kept"] = kept_events
-    sqrt_s, lumi = energy_and_lumi(release)
     failures = result.failures
     inputs = result.inputs
     metrics = result.metrics
@@ -109,6 +131,7 @@ def finish_run(
             "accumulator_bytes": accumulator_size(out.get("groups", {})),
         },
         fine_grid={"width_gev": grid.width, "max_gev": grid.mass_max, "bins": grid.n_bins},
+        bump_scan=bump_scan_record(bump, config),
     )
     log.info(
         "accumulator: %d histograms, %.1f MB pickled",
@@ -119,6 +142,28 @@ def finish_run(
     if plots and config.tasks.do_plots:
         regenerate_plots(run_dir)
     return manifest
+
+
+def bump_scan_record(bump: RunScan, config: Config) -> dict[str, Any]:
+    """The run-level ``bump_scan`` entry of manifest.json: settings, where and how long it ran,
+    the trials correction per sample group and the most significant windows (the per-spectrum
+    records are under ``histograms.<group>.spectra[].bump_scan``)."""
+    cfg = config.post_processing_task_config.bump_scan
+    records = bump.records()
+    return {
+        "enabled": cfg.enabled and bool(bump.outcomes),
+        "config": cfg.model_dump(mode="json"),
+        "where": bump.where,
+        "seconds": round(bump.seconds, 2),
+        "n_spectra": sum(len(v) for v in records.values()),
+        "n_scanned": sum("skipped" not in r for v in records.values() for r in v.values()),
+        "trials": bump.trials,
+        "most_significant": [
+            {"group": g, "roi_name": n, **{k: r[k] for k in ("window_gev", "local_z", "global_z")}}
+            for g, n, r in most_significant(records, 10)
+        ],
+        "summary": [format_window(g, n, r) for g, n, r in most_significant(records, 5)],
+    }
 
 
 def regenerate_plots(run_dir: Path) -> list[Path]:

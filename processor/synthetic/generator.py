@@ -19,6 +19,13 @@ M_E = 0.000510999
 M_MU = 0.1056584
 M_B = 4.8
 
+#: Drell-Yan composition: Z line shape, low-mass continuum (from 20 GeV, ~m^-3) and a
+#: high-mass tail from DY_TAIL_FROM_GEV with density ~ m^-(DY_TAIL_POWER + 1)
+DY_Z_FRACTION = 0.60
+DY_LOW_FRACTION = 0.15
+DY_TAIL_FROM_GEV = 100.0
+DY_TAIL_POWER = 2.0
+
 
 _POOL_FIELDS = {
     "lep": ("pt", "eta", "phi", "m", "charge", "flav", "prompt"),
@@ -264,11 +271,20 @@ class _Gen:
 
     # --- processes ----------------------------------------------------------------------------
     def dilepton(self, ev: np.ndarray, flav: int) -> None:
-        """Drell-Yan: 85 % Z line shape, 15 % falling continuum from 20 GeV."""
+        """Drell-Yan: 60 % Z line shape, 15 % falling continuum from 20 GeV and 25 % high-mass
+        tail from 100 GeV (density ~ m^-3), populated enough that every 10 GeV bin above the Z
+        holds events up to several hundred GeV in a sample of the demo's size (so the
+        main/outlier split does not cut below the demo's resonance)."""
         k = ev.size
-        bw = self.rng.random(k) < 0.85
+        r = self.rng.random(k)
         mass = np.where(
-            bw, self.breit_wigner(M_Z, G_Z, k, 60.0, 120.0), self.falling(k, 20.0, 2.0, 3000.0)
+            r < DY_Z_FRACTION,
+            self.breit_wigner(M_Z, G_Z, k, 60.0, 120.0),
+            np.where(
+                r < DY_Z_FRACTION + DY_LOW_FRACTION,
+                self.falling(k, 20.0, 2.0, 3000.0),
+                self.falling(k, DY_TAIL_FROM_GEV, DY_TAIL_POWER, 3000.0),
+            ),
         )
         parent = self.parents(mass, 12.0, 1.6)
         ml = M_E if flav == 11 else M_MU
@@ -415,7 +431,7 @@ def _generate(
 
     The physics content is identical for every format (the writers convert to MeV where
     needed).  Each event is one process: Drell-Yan Z/gamma* -> ee and mumu (Breit-Wigner
-    m = 91.1876 GeV, Gamma = 2.4952 GeV, plus a falling continuum), W -> e nu / mu nu,
+    m = 91.1876 GeV, Gamma = 2.4952 GeV, plus a falling continuum and a high-mass tail), W -> e nu / mu nu,
     Z -> tautau with hadronic and leptonic tau decays, H -> gammagamma (125.09 GeV) and a
     diphoton continuum, ZZ -> 4 leptons, ttbar (t -> bW, W -> l nu / qq) and QCD multijet
     (falling m_jj), optionally with an injected narrow resonance X (``signal_mass_gev``,

@@ -17,7 +17,7 @@ TREE_NAMES = {"2025e": "analysis", "2020e": "mini", "2016e": "mini", "physlite":
 #: MeV formats store momenta/energies x 1000
 UNIT_SCALE = {"2025e": 1.0, "2020e": 1e3, "2016e": 1e3, "physlite": 1e3}
 #: bump whenever the generated content changes: invalidates cached demo samples
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: populated Drell-Yan high-mass tail (issue 13)
 
 #: (name, xsec [pb], kfac, filteff) of the synthetic DSIDs; other DSIDs get ``_DEFAULT_XSEC``
 SYNTHETIC_DSIDS: dict[int, tuple[str, float, float, float]] = {
