@@ -9,6 +9,7 @@ Typical use::
     results = bm.postprocess_groups(result.out, config)        # {"data": ..., "mc": ...}
     rows = bm.readiness_table(results["data"])                 # what BumpNet would accept, and why
     bm.write_bumpnet_file("bumpnet_histograms.root", results["data"])
+    scan = bm.scan_run(results, result.out, config, 13000.0)   # the bump scan (a cross-check)
 
 Subpackages: ``physics`` (per-chunk physics, pure functions), ``opendata`` (releases, metadata,
 filesets, formats, weights), ``run`` (the runner: CLI, execution, run directories), ``output``
@@ -39,6 +40,11 @@ _EXPORTS = {
     "bumpnet_filename": "processor.output.rootfiles",
     "write_bumpnet_file": "processor.output.rootfiles",
     "make_plots": "processor.output.plots",
+    "scan_spectrum": "processor.output.bumpscan",
+    "BumpScanConfig": "processor.output.scanconfig",
+    "scan_roi": "processor.output.scanning",
+    "scan_run": "processor.output.scanning",
+    "trials_correction": "processor.output.bumpscan",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -28,6 +28,10 @@ from processor.output.scanconfig import BumpScanConfig
 
 log = logging.getLogger(__name__)
 
+#: the pipeline's default pseudo-experiments for the bump scan of every ROI spectrum (issue 13)
+PIPELINE_PSEUDO_EXPERIMENTS = 100
+PIPELINE_MAX_PSEUDO_EXPERIMENTS = 1000
+
 RELEASES = RELEASE_NAMES
 #: config keys (dotted prefixes) that shape the histograms of a chunk: checkpoints, resumes and
 #: merges are only valid between configs that agree on all of them.
@@ -371,7 +375,14 @@ class PostProcessingConfig(_Strict):
     max_mass_gev: PositiveFloat = 10000.0
     #: the classical bump scan of every ROI spectrum (issue 13): background fit or MC, Z_LR,
     #: BumpHunter window with local/global significance; a cross-check, not a discovery claim
-    bump_scan: BumpScanConfig = Field(default_factory=BumpScanConfig)
+    #: (the pipeline scans every ROI spectrum of a run: fewer pseudo-experiments than the
+    #: library's default at first, escalated to 1000, enough to resolve global Z >= 3)
+    bump_scan: BumpScanConfig = Field(
+        default_factory=lambda: BumpScanConfig(
+            n_pseudo_experiments=PIPELINE_PSEUDO_EXPERIMENTS,
+            max_pseudo_experiments=PIPELINE_MAX_PSEUDO_EXPERIMENTS,
+        )
+    )
 
 
 class HistogramCreationConfig(_Strict):

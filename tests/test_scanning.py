@@ -61,6 +61,9 @@ def test_scan_key_replaces_the_roi_prefix():
 def test_config_section_defaults_and_validation():
     cfg = Config().post_processing_task_config.bump_scan
     assert cfg.enabled and cfg.background == "fit"
+    # the pipeline's defaults: cheap at first, escalated far enough to resolve global Z >= 3
+    assert (cfg.n_pseudo_experiments, cfg.max_pseudo_experiments) == (100, 1000)
+    assert cfg.skip_leading_bins == 2
     with pytest.raises(Exception, match="min_window_bins"):
         config(min_window_bins=5, max_window_bins=3)
     with pytest.raises(Exception, match="backgroundd|extra"):
@@ -103,6 +106,10 @@ def test_scan_task_is_reproducible_and_finds_a_toy_bump():
     assert lo <= 400.0 <= hi
     assert a.record["global_z"] >= 3.0
     assert a.zlr.shape == (len(EDGES) - 1,)
+    # the leading bins are left out: zero Z_LR and background there, window bins in ROI units
+    assert a.record["skipped_leading_bins"] == 2
+    assert not a.zlr[:2].any() and not a.background[:2].any() and a.background[2:].all()
+    assert EDGES[a.record["window_bins"][0]] == lo and EDGES[a.record["window_bins"][1]] == hi
     small = ScanTask("data", "ROI_s", np.ones(5), np.arange(6.0) * 10, SQRT_S, cfg.model_dump())
     assert "skipped" in run_scan_task(small).record
 

@@ -39,6 +39,10 @@ class BumpScanConfig(BaseModel):
     min_bins: PositiveInt = 10
     #: ... or when it holds fewer events than this (sum of the bin contents)
     min_events: float = Field(50.0, ge=0)
+    #: ROI bins at the low edge left out of the pipeline's scan (:func:`processor.output.
+    #: scanning.scan_roi`): an ROI starts at its tallest bin, where the trigger/selection
+    #: turn-on shapes the spectrum and the smoothly falling fit family does not apply
+    skip_leading_bins: int = Field(2, ge=0)
     #: largest number of parameters of the background fit (2, 3 or 4)
     fit_max_params: int = Field(4, ge=2, le=4)
     #: level of the likelihood-ratio test that admits another fit parameter

@@ -75,22 +75,61 @@ class RunScan:
         return {g: {n: o.record for n, o in d.items()} for g, d in self.outcomes.items()}
 
 
+def scan_roi(
+    counts: Any,
+    edges: Any,
+    sqrt_s_gev: float,
+    *,
+    config: BumpScanConfig | None = None,
+    seed: int | None = None,
+    mc_background: Any = None,
+) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None, Any]:
+    """Scan one ROI spectrum as the pipeline does: :func:`~processor.output.bumpscan.
+    scan_spectrum` on the bins after the first ``config.skip_leading_bins`` (the turn-on at
+    the ROI's peak bin), against a fit or, when given, ``mc_background`` (expected counts per
+    ROI bin). Returns the manifest record (window bins counted in the full ROI, plus
+    ``skipped_leading_bins``), Z_LR and background per ROI bin (0 in the skipped bins; None
+    when not scanned) and the library's :class:`~processor.output.bumpscan.BumpScanResult`.
+    """
+    from processor.output.bumpscan import scan_spectrum
+
+    config = config or BumpScanConfig()
+    c = np.asarray(counts, dtype=np.float64)
+    e = np.asarray(edges, dtype=np.float64)
+    k = min(config.skip_leading_bins, max(c.size - 1, 0))
+    bkg: Any = "fit"
+    if mc_background is not None:
+        bkg = np.asarray(mc_background, dtype=np.float64)[k:]
+    elif config.background == "mc":
+        bkg = None  # the library records "no MC histogram given"
+    result = scan_spectrum(c[k:], e[k:], sqrt_s_gev, background=bkg, config=config, seed=seed)
+    record = result.to_dict()
+    if "skipped" in record:
+        return record, None, None, result
+    record["skipped_leading_bins"] = k
+    if record.get("window_bins"):
+        record["window_bins"] = [record["window_bins"][0] + k, record["window_bins"][1] + k]
+    pad = np.zeros(k)
+    zlr = np.concatenate([pad, np.asarray(result.zlr, dtype=np.float64)])
+    background = np.concatenate([pad, np.asarray(result.background, dtype=np.float64)])
+    return record, zlr, background, result
+
+
 def run_scan_task(task: ScanTask) -> ScanOutcome:
     """Scan one spectrum (pure: same task, same result; safe to run on a Dask worker)."""
-    from processor.output.bumpscan import scan_spectrum, spectrum_seed
+    from processor.output.bumpscan import spectrum_seed
 
     t0 = time.perf_counter()
     config = BumpScanConfig.model_validate(task.config)
     seed = spectrum_seed(config.seed, f"{task.group}/{task.name}")
-    background: Any = task.mc_background if task.mc_background is not None else "fit"
     try:
-        result = scan_spectrum(
+        record, zlr, background, _ = scan_roi(
             task.counts,
             task.edges,
             task.sqrt_s_gev,
-            background=background,
             config=config,
             seed=seed,
+            mc_background=task.mc_background,
         )
     except Exception as err:  # never lose a run to one spectrum
         log.exception("bump scan of %s/%s failed", task.group, task.name)
@@ -104,10 +143,10 @@ def run_scan_task(task: ScanTask) -> ScanOutcome:
     return ScanOutcome(
         task.group,
         task.name,
-        result.to_dict(),
+        record,
         task.edges,
-        zlr=result.zlr,
-        background=result.background,
+        zlr=zlr,
+        background=background,
         seconds=time.perf_counter() - t0,
     )
 
