@@ -68,6 +68,8 @@ class RunScan:
     outcomes: dict[str, dict[str, ScanOutcome]] = field(default_factory=dict)
     trials: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: the sum of the per-spectrum scan times (on the workers: their total busy time)
+    task_seconds: float = 0.0
     where: str = "in process"
 
     def records(self) -> dict[str, dict[str, dict[str, Any]]]:
@@ -185,8 +187,8 @@ def scan_tasks(
     tasks = []
     for group, pp in pp_groups.items():
         for spec in pp.spectra:
-            if spec.roi is None:
-                continue
+            if spec.roi is None or getattr(spec, "blacklisted", False):
+                continue  # not written to the BumpNet file: nothing to scan beside
             counts = np.asarray(spec.roi.values(), dtype=np.float64)
             edges = np.asarray(spec.roi.axes[0].edges, dtype=np.float64)
             mc_bkg = None
@@ -237,13 +239,15 @@ def scan_run(
     for group, by_name in run.outcomes.items():
         run.trials[group] = trials_correction({n: o.record for n, o in by_name.items()}).to_dict()
     run.seconds = time.perf_counter() - t0
+    run.task_seconds = sum(o.seconds for o in outcomes)
     n_scanned = sum("skipped" not in o.record for o in outcomes)
     log.info(
-        "bump scan: %d of %d ROI spectra scanned (%s) in %.1f s",
+        "bump scan: %d of %d ROI spectra scanned (%s) in %.1f s (%.1f s summed over the tasks)",
         n_scanned,
         len(outcomes),
         run.where,
         run.seconds,
+        run.task_seconds,
     )
     return run
 

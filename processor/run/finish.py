@@ -155,6 +155,7 @@ def bump_scan_record(bump: RunScan, config: Config) -> dict[str, Any]:
         "config": cfg.model_dump(mode="json"),
         "where": bump.where,
         "seconds": round(bump.seconds, 2),
+        "task_seconds": round(bump.task_seconds, 2),
         "n_spectra": sum(len(v) for v in records.values()),
         "n_scanned": sum("skipped" not in r for v in records.values() for r in v.values()),
         "trials": bump.trials,
