@@ -3,6 +3,7 @@ walltime kills and storage errors, each against real generated files and the rea
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -490,3 +492,172 @@ def test_sigterm_then_resume_gives_the_clean_result(work, inputs, clean25):
     res = runner(["--local", "--workers", "1", "--resume", str(run_dir)], d)
     assert res.returncode == 0, res.stderr[-3000:]
     assert assert_same_run_histograms(run_dir, clean25) > 5
+
+
+# -- 5/6. storage errors (disk full) are never input failures -------------------------------------
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where`` (root only; skips otherwise), unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    where.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.mark.slow
+def test_full_disk_exits_5_naming_the_path_and_resume_continues(work, inputs, clean25):
+    """ENOSPC while checkpointing, with skipbadfiles on: exit 5, one line naming the path and
+    --resume; no good input marked failed; after freeing space --resume gives the clean result."""
+    d = work / "enospc"
+    d.mkdir()
+    cfg = config_file(
+        d, "c.yaml", 25, "executor: {chunksize: 1500, align_clusters: false, skipbadfiles: true}\n"
+    )
+    with small_tmpfs(d / "mnt", "96k") as mnt:
+        run_dir = mnt / "r"
+        res = runner(
+            [*FAST, "--config", str(cfg), "--input", *map(str, inputs), "--run-dir", str(run_dir)],
+            d,
+        )
+        assert res.returncode == 5, res.stderr[-3000:]
+        (line,) = error_lines(res)
+        assert "No space left on device" in line and str(run_dir / "checkpoints") in line
+        assert "--resume" in line
+        assert "Empty list provided to reduction" not in res.stderr
+        assert "Traceback" not in res.stderr and "Logging error" not in res.stderr
+        assert not (run_dir / "manifest.json").exists()  # no result claiming failed inputs
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+        res = runner([*FAST, "--resume", str(run_dir)], d)
+        assert res.returncode == 0, res.stderr[-3000:]
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        assert manifest["status"] == "ok" and not manifest["failures"]
+        assert assert_same_run_histograms(run_dir, clean25) > 5
+
+
+@pytest.mark.slow
+def test_full_disk_while_writing_outputs_names_the_final_path(work, inputs):
+    """ENOSPC while writing the ROOT files (checkpoints fitted): exit 5 naming the output file."""
+    d = work / "enospc_out"
+    d.mkdir()
+    cfg = config_file(d, "c.yaml", 25)
+    with small_tmpfs(d / "mnt", "240k") as mnt:
+        run_dir = mnt / "r"
+        res = runner(
+            [*FAST, "--config", str(cfg), "--input", *map(str, inputs), "--run-dir", str(run_dir)],
+            d,
+        )
+        assert res.returncode == 5, res.stderr[-3000:]
+        (line,) = error_lines(res)
+        assert "No space left on device" in line and str(run_dir / "histograms") in line
+        assert ".tmp" not in line  # the final name, not the temporary sibling
+        assert not list((run_dir / "histograms").glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_full_disk_while_plotting_is_not_a_success(work, inputs):
+    """ENOSPC in plots/ (histograms and manifest fitted): exit 5 naming plots/, no summary
+    pointing at plots/ as complete, the manifest says the plots are not done."""
+    d = work / "enospc_plots"
+    d.mkdir()
+    cfg = d / "c.yaml"
+    cfg.write_text("executor: {chunksize: 1500, align_clusters: false}\n")
+    with small_tmpfs(d / "mnt", "640k") as mnt:
+        run_dir = mnt / "r"
+        res = runner([*FAST, "--config", str(cfg), "--input", *map(str, inputs), "--run-dir", str(run_dir)], d)  # fmt: skip
+        assert res.returncode == 5, res.stderr[-3000:]
+        (line,) = error_lines(res)
+        assert "No space left on device" in line and str(run_dir / "plots") in line
+        assert "plots:" not in res.stdout
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        assert manifest["plots"]["status"] != "ok"
+
+
+def test_failed_plots_exit_6_and_say_how_to_redo_them(work, inputs, monkeypatch, capsys):
+    """A plot that fails for any other reason: exit 6, one line naming plots/ and --plots-only,
+    the manifest records it, the summary does not point at plots/."""
+    import processor.output.plots as plots_module
+    from processor.run import cli
+
+    def broken(run_dir: object) -> list[Path]:
+        raise RuntimeError("renderer exploded")
+
+    monkeypatch.setattr(plots_module, "make_plots", broken)
+    d = work / "plots_fail"
+    d.mkdir()
+    cfg = d / "c.yaml"
+    cfg.write_text("executor: {chunksize: 4000, align_clusters: false}\n")
+    run_dir = d / "r"
+    monkeypatch.setenv("BUMPNET_CACHE_DIR", str(d / "cache"))
+    code = cli.main([*FAST, "--config", str(cfg), "--input", str(inputs[0]), "--run-dir", str(run_dir)])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 6
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "renderer exploded" in line and "--plots-only" in line and str(run_dir / "plots") in line
+    assert "plots:" not in out
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["plots"]["status"] == "failed"
+
+
+# -- 8. --plots-only refuses without its inputs; plots are written as a set ---------------------
+
+
+@pytest.fixture(scope="module")
+def plotted(work, inputs) -> Path:
+    """A finished run with its plots."""
+    d = work / "plotted"
+    d.mkdir()
+    cfg = d / "c.yaml"
+    cfg.write_text("executor: {chunksize: 4000, align_clusters: false}\n")
+    res = runner([*FAST, "--config", str(cfg), "--input", *map(str, inputs), "--run-dir", str(d / "r")], d)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "plots:" in res.stdout
+    return d / "r"
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_plots_only_refuses_a_missing_or_truncated_histogram_file(work, plotted, damage):
+    import shutil
+
+    d = work / f"plots_only_{damage}"
+    run_dir = d / "r"
+    shutil.copytree(plotted, run_dir)
+    before = {p.name: p.read_bytes() for p in (run_dir / "plots").iterdir()}
+    assert "spectra.pdf" in before
+    bump = run_dir / "histograms" / "bumpnet_histograms.root"
+    if damage == "missing":
+        bump.unlink()
+    else:
+        data = bump.read_bytes()
+        bump.write_bytes(data[: len(data) // 2])
+    res = runner(["--plots-only", "--run-dir", str(run_dir)], d)
+    assert res.returncode == 6, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert str(bump) in line and ("missing" if damage == "missing" else "unreadable") in line
+    assert {p.name: p.read_bytes() for p in (run_dir / "plots").iterdir()} == before
+
+
+def test_plots_only_rewrites_the_set(work, plotted):
+    import shutil
+
+    d = work / "plots_only_ok"
+    run_dir = d / "r"
+    shutil.copytree(plotted, run_dir)
+    (run_dir / "plots" / "notes.txt").write_text("mine")  # not ours: kept
+    (run_dir / "plots" / "spectra_overview_data_9.png").write_bytes(b"stale")  # ours, stale
+    res = runner(["--plots-only", "--run-dir", str(run_dir)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    names = {p.name for p in (run_dir / "plots").iterdir()}
+    assert names == {p.name for p in (plotted / "plots").iterdir()} | {"notes.txt"}
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".plots")]

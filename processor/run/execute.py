@@ -24,10 +24,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from processor.config import Config
 from processor.errors import InputError  # noqa: F401  (re-exported)
+from processor.fsutil import storage_error
 from processor.opendata.preflight import FileReport, inspect_file
 from processor.physics.accumulator import empty_output
 from processor.run.mass_processor import MassProcessor
-from processor.run.rundir import storage_error
 
 log = logging.getLogger(__name__)
 
