@@ -661,3 +661,59 @@ def test_plots_only_rewrites_the_set(work, plotted):
     names = {p.name for p in (run_dir / "plots").iterdir()}
     assert names == {p.name for p in (plotted / "plots").iterdir()} | {"notes.txt"}
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".plots")]
+
+
+# -- 7. a read-only output location reports the real cause --------------------------------------
+
+
+@pytest.mark.parametrize("how", ["run_dir", "base_output_dir", "resume"])
+def test_read_only_output_location_names_the_real_cause(work, inputs, clean25, how):
+    """--run-dir, base_output_dir or --resume on a read-only file system: exit 5, one line saying
+    'Read-only file system' and naming the path, not 'No such file or directory'."""
+    import shutil
+
+    d = work / f"readonly_{how}"
+    d.mkdir()
+    with small_tmpfs(d / "mnt", "8m") as mnt:
+        shutil.copytree(clean25, mnt / "done")
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        cfg = config_file(d, "c.yaml", 25, f"run_metadata: {{base_output_dir: {mnt / 'out'}}}\n")
+        args = {
+            "run_dir": ["--config", str(cfg), "--input", str(inputs[0]), "--run-dir", str(mnt / "r")],
+            "base_output_dir": ["--config", str(cfg), "--input", str(inputs[0])],
+            "resume": ["--resume", str(mnt / "done")],
+        }[how]  # fmt: skip
+        res = runner([*FAST, *args], d)
+    assert res.returncode == 5, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert "Read-only file system" in line and str(mnt) in line
+    assert "No such file or directory" not in res.stderr
+
+
+def test_permission_denied_names_the_final_path(tmp_path, monkeypatch):
+    """EACCES (chmod'ed output directory; root ignores chmod, so the refusal is injected where
+    the OS would raise it): a StorageError naming the final file and the cause."""
+    import errno
+    import tempfile
+
+    from processor.errors import StorageError
+    from processor.fsutil import atomic_write_text
+
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        target = locked / "manifest.json"
+    else:
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(tmp_path))
+
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+        target = tmp_path / "manifest.json"
+    with pytest.raises(StorageError) as err:
+        atomic_write_text(target, "{}")
+    msg = str(err.value)
+    assert str(target) in msg and "Permission denied" in msg and "--resume" in msg
+    assert "\n" not in msg
+    assert not isinstance(err.value, OSError)  # skipbadfiles=(OSError,) cannot swallow it
