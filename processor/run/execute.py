@@ -26,6 +26,7 @@ from processor.config import Config
 from processor.errors import InputError  # noqa: F401  (re-exported)
 from processor.fsutil import storage_error
 from processor.opendata.preflight import FileReport, inspect_file
+from processor.opendata.retrying import with_io_retries
 from processor.physics.accumulator import empty_output
 from processor.run.mass_processor import MassProcessor
 
@@ -293,6 +294,9 @@ def process_and_accumulate(
 ) -> ProcessingResult:
     """Pre-flight, then process; the ProcessingResult accounts for every input file."""
     start = time.perf_counter()
+    uproot_options = with_io_retries(
+        uproot_options, config.executor.io_retries, config.executor.io_retry_backoff_s
+    )
     reports = preflight(fileset, config, client=client, uproot_options=uproot_options)
     usable = usable_fileset(fileset, reports, skipbadfiles)
     n_events = sum(r.entries or 0 for r in reports if r.ok)
