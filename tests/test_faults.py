@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -782,3 +783,40 @@ def test_io_retry_settings_are_validated(work, inputs, text):
     assert res.returncode == 2, res.stderr[-3000:]
     (line,) = error_lines(res)
     assert "executor.io_retr" in line
+
+
+# -- 11. non-ASCII characters in input paths ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mode", [FAST, pytest.param(["--local", "--workers", "1"], marks=pytest.mark.slow)]
+)
+def test_non_ascii_input_path_just_works(work, inputs, clean25, mode):
+    """Inputs under ``données/ü_*.root`` (and a run directory with an accent), skipbadfiles on,
+    in process and on a real local Dask cluster: the clean result bin by bin."""
+    import shutil
+
+    d = work / f"unicode_{mode[0].strip('-')}"
+    src = d / "données"
+    src.mkdir(parents=True)
+    copies = [Path(shutil.copy(p, src / f"ü_{i}.root")) for i, p in enumerate(inputs)]
+    cfg = config_file(d, "c.yaml", 25, "executor: {chunksize: 1500, align_clusters: false, skipbadfiles: true}\n")  # fmt: skip
+    run_dir = d / "résultat"
+    res = runner([*mode, "--config", str(cfg), "--input", *map(str, copies), "--run-dir", str(run_dir)], d)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "UnicodeEncodeError" not in res.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert [row["file"] for row in manifest["inputs"]] == [str(p) for p in copies]
+    assert all(row["status"] == "ok" for row in manifest["inputs"])
+    assert assert_same_run_histograms(run_dir, clean25) > 5
+
+
+def test_unicode_hash_equals_coffeas_for_ascii():
+    from coffea.util import _hash
+
+    from processor.run.coffea_compat import unicode_hash
+
+    items = ("data", "/x/y.root", "analysis")
+    digest = hashlib.md5(";".join(items).encode("ascii")).hexdigest()
+    assert unicode_hash(items) == int(digest[:16], 16) == _hash(items)
+    assert isinstance(unicode_hash(("données", "ü.root")), int)

@@ -28,6 +28,7 @@ from processor.fsutil import storage_error
 from processor.opendata.preflight import FileReport, inspect_file
 from processor.opendata.retrying import with_io_retries
 from processor.physics.accumulator import empty_output
+from processor.run import coffea_compat
 from processor.run.mass_processor import MassProcessor
 
 log = logging.getLogger(__name__)
@@ -297,6 +298,8 @@ def process_and_accumulate(
     uproot_options = with_io_retries(
         uproot_options, config.executor.io_retries, config.executor.io_retry_backoff_s
     )
+    if client is not None:
+        coffea_compat.register_on(client)
     reports = preflight(fileset, config, client=client, uproot_options=uproot_options)
     usable = usable_fileset(fileset, reports, skipbadfiles)
     n_events = sum(r.entries or 0 for r in reports if r.ok)

@@ -19,6 +19,7 @@ from processor.opendata.formats import (
 from processor.opendata.weights import default_scale_factors, luminosity_pb, mc_weights
 from processor.physics.analysis import analyse_objects
 from processor.physics.histograms import MassGrid, fill_chunk
+from processor.run import coffea_compat  # noqa: F401  (non-ASCII paths; patches on import)
 
 log = logging.getLogger(__name__)
 
