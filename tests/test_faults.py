@@ -820,3 +820,26 @@ def test_unicode_hash_equals_coffeas_for_ascii():
     digest = hashlib.md5(";".join(items).encode("ascii")).hexdigest()
     assert unicode_hash(items) == int(digest[:16], 16) == _hash(items)
     assert isinstance(unicode_hash(("données", "ü.root")), int)
+
+
+# -- 10. a file missing a branch: the branch, the format and a fix that helps --------------------
+
+
+def test_missing_branch_names_branch_format_and_a_working_fix(work, inputs):
+    d = work / "nobranch"
+    d.mkdir()
+    arrays = uproot.open(inputs[0])["analysis"].arrays()
+    keep = [k for k in arrays.fields if not k.startswith("jet_")]
+    skim = d / "skim.root"
+    with uproot.recreate(skim) as f:
+        f["analysis"] = {k: arrays[k] for k in keep}
+    cfg = config_file(d, "c.yaml", 25)
+    res = runner([*FAST, "--config", str(cfg), "--input", str(skim), "--run-dir", str(d / "r")], d)
+    assert res.returncode not in (0, 3), res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert str(skim) in line and "jet_pt" in line and "format 2025e" in line
+    assert "leave 'j' (jets) out of object_selection.types" in line
+    # the suggested fix does help
+    fixed = config_file(d, "fixed.yaml", 25, "object_selection: {electrons: {pt_min: 25}, types: [e, m, g, t]}\n")  # fmt: skip
+    res = runner([*FAST, "--config", str(fixed), "--input", str(skim), "--run-dir", str(d / "r2")], d)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
