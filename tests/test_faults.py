@@ -843,3 +843,57 @@ def test_missing_branch_names_branch_format_and_a_working_fix(work, inputs):
     fixed = config_file(d, "fixed.yaml", 25, "object_selection: {electrons: {pt_min: 25}, types: [e, m, g, t]}\n")  # fmt: skip
     res = runner([*FAST, "--config", str(fixed), "--input", str(skim), "--run-dir", str(d / "r2")], d)  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
+
+
+# -- 15. TLS key/certificates of a killed --pbs run are removed --------------------------------
+
+
+def _leave_tls_files(run_dir: Path) -> list[Path]:
+    """The files a SIGKILLed --pbs run leaves (dask-jobqueue's NamedTemporaryFile names)."""
+    from cluster.batch import TLS_DIRNAME
+
+    tls = run_dir / TLS_DIRNAME
+    tls.mkdir(mode=0o700, parents=True, exist_ok=True)
+    files = [tls / f".dask-jobqueue.worker.{k}.{s}" for k, s in (("key", "k3j2"), ("cert", "x9a1"), ("ca_file", "q0z7"))]  # fmt: skip
+    for f in files:
+        f.write_text("-----BEGIN PRIVATE KEY-----\nnot a real key\n-----END PRIVATE KEY-----\n")
+    return files
+
+
+def test_tls_files_of_a_killed_pbs_run_are_removed_by_the_resume(work, inputs, clean25):
+    """An interrupted run (checkpoints, no manifest) with TLS files left: --resume removes them
+    at its start and ends with the clean result and no .dask-tls directory."""
+    import shutil
+
+    d = work / "tls_resume"
+    d.mkdir()
+    run_dir = d / "r"
+    shutil.copytree(clean25, run_dir)
+    (run_dir / "manifest.json").unlink()  # as killed before finishing
+    files = _leave_tls_files(run_dir)
+    res = runner([*FAST, "--resume", str(run_dir)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert not any(f.exists() for f in files)
+    assert not (run_dir / ".dask-tls").exists()
+    assert "removed 3 TLS key/certificate file(s)" in res.stderr
+    assert assert_same_run_histograms(run_dir, clean25) > 5
+
+
+def test_tls_files_are_removed_when_a_run_fails_and_when_a_pbs_cluster_starts(work, tmp_path):
+    """A run that fails (bad input) still removes them at its end; and creating a batch cluster
+    empties the TLS directory before writing new ones."""
+    from cluster.batch import _tls
+    from cluster.config import BatchClusterConfig
+
+    d = work / "tls_fail"
+    d.mkdir()
+    run_dir = d / "r"
+    run_dir.mkdir()
+    files = _leave_tls_files(run_dir)
+    res = runner([*FAST, "--input", str(d / "nope.root"), "--run-dir", str(run_dir)], d)
+    assert res.returncode != 0
+    assert not any(f.exists() for f in files)
+    files = _leave_tls_files(tmp_path)
+    security, tls_dir = _tls(BatchClusterConfig(), tmp_path)
+    assert security is not None and tls_dir is not None and tls_dir.is_dir()
+    assert not any(f.exists() for f in files) and not list(tls_dir.iterdir())

@@ -13,6 +13,7 @@ from typing import Any
 
 import uproot
 
+from cluster.batch import remove_tls_files
 from processor.config import PHYSICS_KEYS, Config, config_diff, describe_diff, load_config
 from processor.errors import BumpnetError, ConfigError, DataAccessError, MergeError
 from processor.fsutil import STORAGE_ERRNOS
@@ -235,6 +236,7 @@ def _run_locked(args: argparse.Namespace, config: Config, out_dir: Path) -> int:
     context = run_context()
     started = time.perf_counter()
     handler = attach_log_file(out_dir)
+    remove_tls_files(out_dir)  # a killed --pbs run's TLS key and certificates
     try:
         demo = args.demo
         plan: FilesetPlan | None = None
@@ -295,6 +297,8 @@ def _run_locked(args: argparse.Namespace, config: Config, out_dir: Path) -> int:
         print_summary(out_dir, manifest)
         return exit_code(manifest)
     finally:
+        with contextlib.suppress(OSError):
+            remove_tls_files(out_dir)
         logging.getLogger().removeHandler(handler)
         handler.close()
 
