@@ -8,6 +8,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -897,3 +898,59 @@ def test_tls_files_are_removed_when_a_run_fails_and_when_a_pbs_cluster_starts(wo
     security, tls_dir = _tls(BatchClusterConfig(), tmp_path)
     assert security is not None and tls_dir is not None and tls_dir.is_dir()
     assert not any(f.exists() for f in files) and not list(tls_dir.iterdir())
+
+
+# -- 13. a stalled run (workers paused or gone for lack of memory) fails with one line ------------
+
+
+@pytest.mark.slow
+def test_too_little_worker_memory_fails_with_one_line(work, inputs):
+    """memory_limit 250MB on a real LocalCluster: workers pause or are restarted over and over;
+    the run fails (no hang) with one line naming cluster.local.memory_limit and the measured
+    worker memory, and says how to continue."""
+    d = work / "stall"
+    d.mkdir()
+    cfg = config_file(d, "c.yaml", 25, "executor: {chunksize: 1500, align_clusters: false, stall_timeout_s: 10}\ncluster: {local: {memory_limit: 250MB}}\n")  # fmt: skip
+    res = runner(["--local", "--workers", "1", "--config", str(cfg), "--input", *map(str, inputs), "--run-dir", str(d / "r")], d, timeout=600)  # fmt: skip
+    assert res.returncode == 1, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert "stalled" in line and "cluster.local.memory_limit" in line
+    assert re.search(r"measured worker memory \d+ MB of a \d+ MB limit", line), line
+    assert "--resume" in line and "Traceback" not in res.stderr
+    assert not (d / "r" / "manifest.json").exists()
+
+
+def test_stall_timeout_is_validated(work, inputs):
+    d = work / "cfgstall"
+    d.mkdir()
+    cfg = d / "bad.yaml"
+    cfg.write_text("executor: {stall_timeout_s: -5}\n")
+    res = runner([*FAST, "--dry-run", "--config", str(cfg), "--input", str(inputs[0])], d)
+    assert res.returncode == 2, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert "executor.stall_timeout_s" in line
+
+
+def test_stall_watchdog_names_paused_workers_and_their_memory():
+    """The paused-worker branch, with a scheduler that reports one paused worker and never
+    progresses: the blocked main thread is interrupted and a StallError says why."""
+    import time
+
+    from processor.errors import StallError
+    from processor.run.stall import StallWatchdog
+
+    class PausedScheduler:
+        def run_on_scheduler(self, fn: object) -> int:
+            return 42  # the transition counter never moves
+
+        def scheduler_info(self, n_workers: int = -1) -> dict:
+            worker = {"status": "paused", "memory_limit": 250_000_000, "metrics": {"memory": 231_000_000}}  # fmt: skip
+            return {"workers": {"tcp://127.0.0.1:1": worker}}
+
+    with pytest.raises(StallError) as err:
+        with StallWatchdog(PausedScheduler(), 0.2, "cluster.local.memory_limit", poll_s=0.05):
+            for _ in range(3000):  # bounded: the watchdog interrupts long before the end
+                time.sleep(0.01)
+    msg = str(err.value)
+    assert "1 of 1 worker(s) paused" in msg and "231 MB of a 250 MB limit" in msg
+    assert "cluster.local.memory_limit" in msg

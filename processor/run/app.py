@@ -276,6 +276,7 @@ def _run_locked(args: argparse.Namespace, config: Config, out_dir: Path) -> int:
                 skipbadfiles=skip,
                 checkpoint_dir=out_dir / "checkpoints",
                 uproot_options=plan.uproot_options or uproot_options(),
+                memory_key="cluster.pbs.memory" if args.pbs else "cluster.local.memory_limit",
             )
         is_shard = args.batch_job_index is not None
         result.wall_time_s = time.perf_counter() - started

@@ -12,10 +12,13 @@ workers, which import that module to unpickle the processor, are patched as well
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
+
+log = logging.getLogger(__name__)
 
 
 def unicode_hash(items: Iterable[Any]) -> int:
@@ -50,4 +53,7 @@ class CoffeaCompatPlugin(WorkerPlugin):
 
 def register_on(client: Any) -> None:
     """Register :class:`CoffeaCompatPlugin` on a Dask client's cluster."""
-    client.register_plugin(CoffeaCompatPlugin(), name=CoffeaCompatPlugin.name)
+    try:
+        client.register_plugin(CoffeaCompatPlugin(), name=CoffeaCompatPlugin.name)
+    except Exception as exc:  # a worker restarting right now: it gets the plugin when it is back
+        log.debug("registering the coffea fixes on the workers: %s", exc)
