@@ -947,10 +947,10 @@ def test_stall_watchdog_names_paused_workers_and_their_memory():
             worker = {"status": "paused", "memory_limit": 250_000_000, "metrics": {"memory": 231_000_000}}  # fmt: skip
             return {"workers": {"tcp://127.0.0.1:1": worker}}
 
-    with pytest.raises(StallError) as err:
-        with StallWatchdog(PausedScheduler(), 0.2, "cluster.local.memory_limit", poll_s=0.05):
-            for _ in range(3000):  # bounded: the watchdog interrupts long before the end
-                time.sleep(0.01)
+    dog = StallWatchdog(PausedScheduler(), 0.2, "cluster.local.memory_limit", poll_s=0.05)
+    with pytest.raises(StallError) as err, dog:
+        for _ in range(3000):  # bounded: the watchdog interrupts long before the end
+            time.sleep(0.01)
     msg = str(err.value)
     assert "1 of 1 worker(s) paused" in msg and "231 MB of a 250 MB limit" in msg
     assert "cluster.local.memory_limit" in msg
