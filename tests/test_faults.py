@@ -954,3 +954,48 @@ def test_stall_watchdog_names_paused_workers_and_their_memory():
     msg = str(err.value)
     assert "1 of 1 worker(s) paused" in msg and "231 MB of a 250 MB limit" in msg
     assert "cluster.local.memory_limit" in msg
+
+
+# -- 12 (rest). Ctrl-C to the whole process group: no worker tracebacks -------------------------
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_prints_one_line_and_resume_continues(work, inputs, clean25):
+    """SIGINT to the runner's whole process group (what Ctrl-C in a terminal does: the Dask
+    worker processes get it too): exit 130, one line, no tracebacks; --resume gives the clean
+    result."""
+    d = work / "ctrlc"
+    d.mkdir()
+    run_dir = d / "r"
+    env = {**os.environ, "BUMPNET_CACHE_DIR": str(d / "cache")}
+    cfg = clean25.parent / "c25.yaml"
+    proc = subprocess.Popen(
+        [sys.executable, str(RUNNER), "--local", "--workers", "1", "--config", str(cfg),
+         "--input", *map(str, inputs), "--run-dir", str(run_dir)],
+        cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, like a shell job
+    )  # fmt: skip
+    try:
+        for line in proc.stdout:
+            if "Dask dashboard" in line:
+                break
+        for _ in range(600):
+            if proc.poll() is not None or list((run_dir / "checkpoints").rglob("*.coffea")):
+                break
+            threading.Event().wait(0.2)
+        if proc.poll() is not None:
+            pytest.skip("the run finished before Ctrl-C could be sent")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    assert "interrupted" in errors[0] and f"--resume {run_dir}" in errors[0]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    res = runner(["--local", "--workers", "1", "--resume", str(run_dir)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert assert_same_run_histograms(run_dir, clean25) > 5
