@@ -6,7 +6,15 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 _ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9_.\-]*|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
 
@@ -85,6 +93,14 @@ class BatchClusterConfig(StrictModel):
     memory: str = "4GB"
     processes: PositiveInt = 1
     walltime: str = Field("04:00:00", pattern=r"^\d+:\d\d:\d\d$")
+    #: workers retire this long before the walltime (dask-jobqueue's ``--lifetime`` recipe),
+    #: so adaptive clusters replace them before the batch system kills them; null = off
+    lifetime_margin_minutes: PositiveFloat | None = 5.0
+    #: ``--lifetime-stagger``: lifetimes spread by up to +- this, so workers do not all leave at once
+    lifetime_stagger_minutes: float = Field(2.0, ge=0)
+    #: ``--lifetime-restart``: restart the worker process inside the same job at its lifetime
+    #: (off: the job ends and adaptive scaling submits a fresh job with a full walltime)
+    lifetime_restart: bool = False
     #: PBS Pro syntax by default; Torque sites: "nodes=1:ppn=1". None = dask-jobqueue's default.
     resource_spec: str | None = None
     job_extra_directives: list[str] = []
@@ -104,6 +120,30 @@ class BatchClusterConfig(StrictModel):
     @classmethod
     def _dashboard(cls, v: str) -> str:
         return check_dashboard_address(v)
+
+    @model_validator(mode="after")
+    def _lifetime_fits_walltime(self) -> BatchClusterConfig:
+        """The margin must leave a positive lifetime, and the stagger must stay inside it."""
+        margin = self.lifetime_margin_minutes
+        if margin is None:
+            return self
+        if self.lifetime_stagger_minutes >= margin:
+            raise ValueError(
+                f"cluster.pbs.lifetime_stagger_minutes ({self.lifetime_stagger_minutes:g}) must be "
+                f"smaller than lifetime_margin_minutes ({margin:g}); lower it or raise the margin"
+            )
+        if walltime_seconds(self.walltime) <= margin * 60:
+            raise ValueError(
+                f"cluster.pbs.walltime {self.walltime} is not longer than lifetime_margin_minutes "
+                f"({margin:g}); raise the walltime or set lifetime_margin_minutes: null"
+            )
+        return self
+
+
+def walltime_seconds(walltime: str) -> int:
+    """'HH:MM:SS' (hours may exceed 24) -> seconds."""
+    hours, minutes, seconds = (int(part) for part in walltime.split(":"))
+    return hours * 3600 + minutes * 60 + seconds
 
 
 class ClusterConfig(StrictModel):

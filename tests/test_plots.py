@@ -367,6 +367,9 @@ def test_labels() -> None:
     """Axis, title and number helpers."""
     assert plots._mass_label("e0m1g0") == r"$m_{e_{0}\,\mu_{1}\,\gamma_{0}}$"
     assert plots._fs_pretty("2e_0m_1j_0g_0t_0b") == r"$2e\,1j$"
+    assert plots._mass_label("j0Z0") == r"$m_{j_{0}\,Z_{0}}$"
+    assert plots._mass_label("e0e2_OS") == r"$m_{e_{0}\,e_{2}}$ (OS)"
+    assert plots._fs_pretty("0e_2m_0j_0g_0t_0b_1Z_SS") == r"$2\mu\,1Z\,\mathrm{SS}$"
     assert plots._rlabel(plots.LabelInfo(13.0, None)) == "√s = 13 TeV"
     assert "36.6" in plots._rlabel(plots.LabelInfo(13.0, 36.6))
     assert plots._duration(3723.4) == "1 h 02 min 03 s"

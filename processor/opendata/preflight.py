@@ -9,9 +9,16 @@ from typing import Any
 import uproot
 
 from processor.config import Config
-from processor.opendata.formats import Format, FormatError, detect_format, required_branches
+from processor.opendata.formats import (
+    Format,
+    FormatError,
+    branches_needed,
+    detect_format,
+    required_branches,
+)
 from processor.opendata.releases import TREE_CANDIDATES
 from processor.opendata.weights import default_scale_factors, weight_branches
+from processor.physics.selection import types_to_read
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +43,31 @@ def branch_fixes(fmt: Format, branch: str, config: Config, *, is_mc: bool = True
     fixes: list[str] = []
     if sel.btagging.enabled and fmt.btag is not None and branch == fmt.btag[0]:
         fixes.append("set object_selection.btagging.enabled: false")
-    needing, quality = [], []
-    for t in sel.active_types():
-        if t == "b" or t not in fmt.collections:
+    needing, quality, charge, overlap_only = [], [], False, False
+    overlap = sel.overlap_removal.applies_to(fmt.name)
+    for t in types_to_read(sel, overlap):
+        if t == "b" or t not in fmt.collections or t not in TYPE_FIELDS:
             continue
 
         def plain(x: str) -> Any:
             return sel.cuts(x).model_copy(update={"id": None, "iso": None})
 
         if branch in required_branches(fmt, [t], plain):
-            needing.append(t)
+            if t in sel.types:
+                needing.append(t)
+            else:
+                overlap_only = True
         elif branch in required_branches(fmt, [t], sel.cuts):
             quality.append(TYPE_FIELDS[t])
+        elif branch in required_branches(fmt, [t], sel.cuts, charge=sel.needs_charge()):
+            charge = True
+    if overlap_only:
+        fixes.append("set object_selection.overlap_removal.enabled: false")
+    if charge:
+        fixes.append(
+            "switch off object_selection z_candidates, charge_tags and three_lepton_pairs "
+            "(they read lepton charges)"
+        )
     for field in quality:
         fixes.append(f"set object_selection.{field}.id/iso to null")
     if needing:
@@ -142,12 +162,7 @@ def inspect_file(
             fmt = detect_format(rep.tree, branches, config.parsing_task_config.format, source=file)
             rep.format = fmt.name
             sel = config.object_selection
-            needed = required_branches(
-                fmt,
-                [x for x in sel.active_types() if ("j" if x == "b" else x) in fmt.collections],
-                sel.cuts,
-                sel.btagging,
-            )
+            needed = branches_needed(fmt, sel)
             mass = config.mass_calculation_task_config
             if mass.weighting == "mc" and is_mc:
                 sfs = mass.scale_factors

@@ -171,6 +171,12 @@ def cluster_client(args: argparse.Namespace, config: Config, run_dir: Path) -> I
     ) as client:
         link = client.dashboard_link
         print(f"Dask dashboard: {link}", flush=True)
+        if mode == "pbs":
+            from cluster.batch import ssh_tunnel_command
+
+            tunnel = ssh_tunnel_command(link)
+            if tunnel:
+                print(f"  from your laptop: {tunnel}  (then open it on localhost)", flush=True)
         yield client
 
 

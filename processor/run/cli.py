@@ -1,4 +1,5 @@
-"""Command line of runner.py: parse options, pick the mode, map failures to exit codes."""
+"""Command line of ``bumpnet-masses`` (and of the ``runner.py`` shim): parse options, pick the
+mode, map failures to exit codes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from processor._version import __version__
 from processor.config import Config, ConfigError, config_diff, describe_diff, load_config
 from processor.errors import PlotsError, RunDirLockedError, RunInterrupted, StorageError
 
@@ -27,9 +29,12 @@ EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The runner's argument parser (the seed's options plus ours)."""
+    """The runner's argument parser (the seed's options plus ours).
+
+    The program name is taken from ``sys.argv[0]``: ``bumpnet-masses`` for the installed
+    command, ``runner.py`` for the checkout's shim.
+    """
     p = argparse.ArgumentParser(
-        prog="runner.py",
         description="ATLAS Open Data -> invariant-mass histograms for BumpNet (coffea + Dask).",
         epilog="Exit codes: 0 success, 2 usage or config error, 3 finished but some inputs "
         "failed (result marked partial), 4 the run directory is locked by another run, 5 a "
@@ -116,7 +121,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="number of batch shards (set by cluster/submit.sh)",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument(
+        "--write-config",
+        metavar="PATH",
+        help="write the commented default config.yaml to PATH ('-' = stdout) for editing, then exit",
+    )
     return p
+
+
+def write_config(path: str) -> int:
+    """--write-config: the packaged default config to ``path`` or stdout; returns the exit code."""
+    from processor.resources import default_config_text, write_default_config
+
+    if path == "-":
+        sys.stdout.write(default_config_text())
+        return EXIT_OK
+    try:
+        target = write_default_config(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote the default config to {target}; edit it, then pass --config {target}")
+    return EXIT_OK
 
 
 def setup_logging(level: str) -> None:
@@ -230,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_args(args, parser)
+    if args.write_config is not None:
+        return write_config(args.write_config)
     import distributed  # noqa: F401  (its import configures logging; ours must come after)
 
     from processor.run import app  # heavy imports only after argument parsing

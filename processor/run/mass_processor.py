@@ -20,6 +20,7 @@ from processor.opendata.preflight import missing_branches_message
 from processor.opendata.weights import default_scale_factors, luminosity_pb, mc_weights
 from processor.physics.analysis import analyse_objects
 from processor.physics.histograms import MassGrid, fill_chunk
+from processor.physics.selection import types_to_read
 from processor.run import coffea_compat  # noqa: F401  (non-ASCII paths; patches on import)
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,9 @@ class MassProcessor(processor.ProcessorABC):
         filename, treename = meta.get("filename", "?"), meta.get("treename", "?")
         fields = set(events.fields)
         fmt = detect_format(treename, fields, self.format_override, source=filename)
-        types = self.sel.active_types()
-        absent = missing_types(fmt, types)
+        overlap = self.sel.overlap_removal.applies_to(fmt.name)
+        types = types_to_read(self.sel, overlap)
+        absent = missing_types(fmt, self.sel.active_types())
         if absent:
             log.warning(
                 "%s: format %s has no %s objects; treated as empty", filename, fmt.name, absent
@@ -86,6 +88,7 @@ class MassProcessor(processor.ProcessorABC):
             types,
             self.sel.cuts,
             btag_cfg=self.sel.btagging,
+            charge=self.sel.needs_charge(),
             available=fields.__contains__,
         )
         is_mc = bool(meta.get("is_mc", False))
@@ -104,7 +107,12 @@ class MassProcessor(processor.ProcessorABC):
                 scale_factors=sfs,
             )
         analysis = analyse_objects(
-            collections, len(events), self.sel, self.mass.combinations, self.mass.mass_hypothesis
+            collections,
+            len(events),
+            self.sel,
+            self.mass.combinations,
+            self.mass.mass_hypothesis,
+            overlap_removal=overlap,
         )
         filled = fill_chunk(analysis, self.grid, weights, self.weighted)
         cutflow = filled.pop("cutflow")
