@@ -198,3 +198,35 @@ def test_summary_lines_and_demo_line():
     )
     manifest["histograms"]["data"]["spectra"][0]["bump_scan"] = {"skipped": "x"}
     assert "not found" in demo_finding_line(manifest)
+
+
+def test_spectrum_page_draws_fit_window_and_zlr_panel_and_clears_them(tmp_path):
+    from processor.output.plots import _SpectrumPage
+    from processor.output.plotstyle import Hist1D, LabelInfo, SpectrumView
+
+    counts = toy_counts(7, bump=60.0)
+    cfg = config(max_pseudo_experiments=1000).post_processing_task_config.bump_scan
+    out = run_scan_task(ScanTask("data", "ROI_t", counts, EDGES, SQRT_S, cfg.model_dump()))
+
+    def view(scan: dict | None, with_hists: bool) -> SpectrumView:
+        v = SpectrumView("data", "2e", "e0e1", "ROI_t", "", 100.0, None, 700.0, [])
+        v.roi = Hist1D(counts, counts, EDGES)
+        v.scan = scan
+        if with_hists:
+            v.scan_bkg = Hist1D(out.background, out.background, EDGES)
+            v.zlr = Hist1D(out.zlr, np.zeros_like(out.zlr), EDGES)
+        return v
+
+    page = _SpectrumPage(LabelInfo(13.0, None), data=True)
+    fig = page.draw(view(out.record, True))
+    labels = [t.get_text() for t in page.ax.get_legend().get_texts()]
+    assert any(t.startswith("Most significant window [") for t in labels), labels
+    assert any(t.startswith("Bump-scan background (fit") for t in labels), labels
+    assert len(page.zax.patches) >= 2  # Z_LR stairs + window band
+    fig.savefig(tmp_path / "scan.png")
+    assert (tmp_path / "scan.png").stat().st_size > 10_000
+    page.draw(view({"skipped": "too few bins"}, False))  # the next page: no leftovers
+    labels = [t.get_text() for t in page.ax.get_legend().get_texts()]
+    assert not any("window" in t or "background" in t for t in labels), labels
+    assert not page.zax.patches
+    assert any("bump scan skipped: too few bins" in t.get_text() for t in page.zax.texts)

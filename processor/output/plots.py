@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import mplhep
 import numpy as np
 import uproot
 from matplotlib.backends.backend_pdf import PdfPages
@@ -25,12 +26,14 @@ from processor.output.manifest import raw_file_path, read_manifest
 from processor.output.naming import raw_name
 from processor.output.plotstyle import (  # noqa: F401  (_bytes, _duration: part of this module's helpers)
     COLOR_BAD,
+    COLOR_FIT,
     COLOR_OK,
     COLOR_OUT,
     COLOR_PEAK,
     COLOR_RAW,
     COLOR_ROI,
     COLOR_SPLIT,
+    COLOR_WINDOW,
     Hist1D,
     LabelInfo,
     SpectrumView,
@@ -47,6 +50,7 @@ from processor.output.plotstyle import (  # noqa: F401  (_bytes, _duration: part
     _style,
 )
 from processor.output.postprocess import BUMPNET_MIN_BINS, BUMPNET_MIN_ENTRIES
+from processor.output.scanning import BKG_PREFIX, ZLR_PREFIX, scan_key
 from processor.output.summary_plots import (
     plot_cutflow,
     plot_final_state_counts,
@@ -108,6 +112,12 @@ def _fill_view(view: SpectrumView, spec: Mapping[str, Any], hist_file: Any, raw_
             view.outliers = _read_th1(hist_file, view.outlier_name)
             if view.outliers is None and spec.get("has_outliers"):
                 view.problems.append("outlier histogram not in the file")
+        scan = spec.get("bump_scan")
+        if isinstance(scan, Mapping):
+            view.scan = dict(scan)
+        if isinstance(scan, Mapping) and "skipped" not in scan and view.roi is not None:
+            view.scan_bkg = _read_th1(hist_file, scan_key(BKG_PREFIX, view.roi_name))
+            view.zlr = _read_th1(hist_file, scan_key(ZLR_PREFIX, view.roi_name))
     else:
         view.problems.append("histogram file missing")
     if raw_file is not None:
@@ -197,13 +207,30 @@ def _log_limits(arrays: Iterable[np.ndarray], room: float = 0.55) -> tuple[float
     return bottom, hi * 10 ** (decades * room)
 
 
+def _remove(artist: Any) -> None:
+    """Remove a matplotlib artist, or every artist in mplhep's (nested) result tuples/lists."""
+    if isinstance(artist, list) or (
+        isinstance(artist, tuple) and not hasattr(artist, "remove")  # a Container removes itself
+    ):
+        for a in artist:
+            if a is not None:
+                _remove(a)
+    elif artist is not None:
+        artist.remove()
+
+
 class _SpectrumPage:
     """The spectrum page, built once (axes, label, note texts) and refilled per spectrum."""
 
     def __init__(self, info: LabelInfo, data: bool) -> None:
         self.fig = _figure(8.5, 7.0)
         self.fig.add_artist(_SharedMathtext())
-        self.ax = self.fig.add_axes((0.13, 0.17, 0.83, 0.74))
+        self.ax = self.fig.add_axes((0.13, 0.36, 0.83, 0.55))
+        #: the bump scan's Z_LR per ROI bin, below the spectrum
+        self.zax = self.fig.add_axes((0.13, 0.17, 0.83, 0.16), sharex=self.ax)
+        self.zax.axhline(0.0, color="0.5", lw=0.8)
+        self.zax.set_ylabel(r"$Z_{LR}$")
+        self.ax.tick_params(labelbottom=False)
         _atlas_label(self.ax, info, data=data, loc=4)
         self.name_text = self.fig.text(
             0.01, 0.055, "", fontsize=8, color="0.35", family="DejaVu Sans Mono"
@@ -214,10 +241,71 @@ class _SpectrumPage:
     def _clear(self) -> None:
         """Remove the previous spectrum's artists and legend."""
         for artist in self.artists:
-            artist.remove()
+            _remove(artist)
         self.artists = []
         if self.ax.get_legend() is not None:
             self.ax.get_legend().remove()
+
+    def _counts(self, h: Hist1D, color: str, label: str) -> None:
+        """The ROI as mplhep ``histplot`` points with Poisson (Garwood) intervals (scaled by
+        mplhep for weighted histograms, whose variances differ from their contents)."""
+        self.artists.append(
+            mplhep.histplot(
+                h.values,
+                h.edges,
+                w2=np.clip(h.variances, 0, None),
+                w2method="poisson",
+                histtype="errorbar",
+                color=color,
+                markersize=3,
+                label=label,
+                ax=self.ax,
+            )
+        )
+
+    def _scan(self, view: SpectrumView) -> None:
+        """The bump scan: its background (fit or MC), the most significant window and the
+        Z_LR panel (or why there is none)."""
+        ax, zax, add = self.ax, self.zax, self.artists.append
+        scan = view.scan or {}
+        if view.scan_bkg is not None and view.zlr is not None:
+            b = view.scan_bkg
+            used = b.values > 0
+            first = int(np.argmax(used)) if used.any() else len(b.values)
+            kind = "fit" if scan.get("background") == "fit" else "MC"
+            add(
+                ax.stairs(
+                    b.values[first:],
+                    b.edges[first:],
+                    color=COLOR_FIT,
+                    lw=1.4,
+                    label=f"Bump-scan background ({kind}"
+                    + (
+                        f", χ²/ndf = {scan['fit_chi2_ndf']:.2f})"
+                        if scan.get("fit_chi2_ndf")
+                        else ")"
+                    ),
+                )
+            )
+            z = view.zlr
+            add(zax.stairs(z.values, z.edges, fill=True, color=COLOR_ROI, alpha=0.7, baseline=0.0))
+            zmax = max(3.0, float(np.nanmax(np.abs(z.values))) if z.values.size else 3.0)
+            zax.set_ylim(-1.15 * zmax, 1.15 * zmax)
+        else:
+            zax.set_ylim(-3.0, 3.0)
+            reason = scan.get("skipped") or "no bump scan for this spectrum"
+            reason = f"bump scan skipped: {reason}" if "skipped" in scan else reason
+            add(zax.text(0.5, 0.5, reason, transform=zax.transAxes, ha="center", va="center",
+                         fontsize=7, color="0.4"))  # fmt: skip
+        window = scan.get("window_gev")
+        if window:
+            bound = "≥" if scan.get("global_z_is_lower_bound") else "="
+            label = (
+                f"Most significant window [{window[0]:g}, {window[1]:g}] GeV: "
+                f"local Z = {scan['local_z']:.1f}, global Z {bound} {scan['global_z']:.1f}"
+            )
+            add(ax.axvspan(window[0], window[1], color=COLOR_WINDOW, alpha=0.18, lw=0, label=label))
+            add(zax.axvspan(window[0], window[1], color=COLOR_WINDOW, alpha=0.18, lw=0))
 
     def _hist(self, h: Hist1D, color: str, label: str) -> None:
         """A step histogram with sqrt(variance) error bars at the bin centres."""
@@ -278,7 +366,8 @@ class _SpectrumPage:
                 )
             )
         if view.roi is not None:
-            self._hist(view.roi, COLOR_ROI, "ROI (main spectrum)")
+            self._counts(view.roi, COLOR_ROI, "ROI (main spectrum)")
+        self._scan(view)
         if view.outliers is not None:
             self._hist(view.outliers, COLOR_OUT, "Outlier tail")
         if view.lo is not None:
@@ -312,7 +401,7 @@ class _SpectrumPage:
             ax.set_ylim(0, 1)
             add(ax.text(0.5, 0.5, "no entries", transform=ax.transAxes, ha="center", color="0.4"))
         ax.set_xlim(0.0, xmax)
-        ax.set_xlabel(f"{_mass_label(view.combo)} [GeV]")
+        self.zax.set_xlabel(f"{_mass_label(view.combo)} [GeV]")
         ax.set_ylabel(f"Events / {width:g} GeV")
         ax.legend(loc="upper right", fontsize="x-small", frameon=False)
         ax.set_title(

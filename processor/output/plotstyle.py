@@ -44,6 +44,8 @@ COLOR_KEPT = "#1f5fa8"
 COLOR_DROPPED = "#bdbdbd"
 COLOR_BAD = "#c0392b"
 COLOR_OK = "#2e7d32"
+COLOR_FIT = "#d62728"
+COLOR_WINDOW = "#2ca02c"
 
 _OBJECT_SYMBOLS = {
     "e": "e",
@@ -87,6 +89,10 @@ class SpectrumView:
     outliers: Hist1D | None = None
     raw: Hist1D | None = None
     problems: list[str] = field(default_factory=list)
+    #: the bump scan's record (manifest ``bump_scan``), background and Z_LR per ROI bin
+    scan: dict[str, Any] | None = None
+    scan_bkg: Hist1D | None = None
+    zlr: Hist1D | None = None
 
 
 @dataclass(frozen=True)
