@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,30 @@ import uproot
 
 from .analysis import CUTFLOW_STEPS
 from .histograms import MassGrid
-from .naming import fs_count_name, parse_fs_count_name, parse_raw_name, raw_name
+from .naming import (
+    OUTLIER_PREFIX,
+    VIEWS,
+    fs_count_name,
+    parse_fs_count_name,
+    parse_raw_name,
+    raw_name,
+)
 from .postprocess import PostProcessResult
+from .stacks import (
+    FALLBACK_DIR,
+    WRITER_FALLBACK,
+    WRITER_STACKS,
+    Item,
+    components_by_view,
+    pyroot_available,
+    write_with_pyroot,
+    write_with_uproot,
+)
+
+log = logging.getLogger(__name__)
+
+#: Sub-directory of a sample group in the raw file holding its per-process fine histograms.
+RAW_COMPONENTS_DIR = "by_process"
 
 
 @contextlib.contextmanager
@@ -32,18 +56,67 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_bumpnet_file(path: str | Path, result: PostProcessResult) -> list[str]:
-    """Write the ROI histograms (and outlier tails under their own names); return the keys."""
-    keys = []
-    with atomic_path(path) as tmp, uproot.recreate(tmp) as f:
-        for spec in result.spectra:
-            if spec.roi is not None:
-                f[spec.roi_name] = spec.roi
-                keys.append(spec.roi_name)
-            if spec.outliers is not None:
-                f[spec.outlier_name] = spec.outliers
-                keys.append(spec.outlier_name)
-    return keys
+@dataclass
+class BumpNetFile:
+    """What was written to one BumpNet file."""
+
+    keys: list[str]
+    #: how MC by process was written: WRITER_STACKS, WRITER_FALLBACK, or None (plain TH1s)
+    writer: str | None
+    #: process groups appearing as components
+    components: list[str]
+
+
+def bumpnet_items(
+    result: PostProcessResult, views: tuple[str, ...], by_process: bool
+) -> Iterator[Item]:
+    """The keys of a BumpNet file in order: per spectrum its views (raw, rebinned, ROI), then
+    its outlier tail; blacklisted spectra and spectra without a ROI are left out."""
+    for spec in result.spectra:
+        if spec.roi is None or spec.blacklisted:
+            continue
+        hists = spec.views()
+        for view in (*[v for v in VIEWS if v in views], OUTLIER_PREFIX):
+            h = hists.get(view)
+            if h is None:
+                continue
+            comps = components_by_view(spec.components, view) if by_process else {}
+            yield Item(spec.names[view], h, view, comps)
+
+
+def write_bumpnet_file(
+    path: str | Path,
+    result: PostProcessResult,
+    views: tuple[str, ...] = ("ROI",),
+    by_process: bool = False,
+) -> BumpNetFile:
+    """Write a sample group's BumpNet file atomically.
+
+    Every spectrum's ``views`` (raw, rebinned, ROI) and its outlier tail (under ``outliers_…``,
+    which BumpNet ignores). With ``by_process`` and per-process components (MC), each key is a
+    THStack of ``<group>_roi``-style TH1Ds written with PyROOT; without PyROOT, each key is the
+    sum (TH1D) and the components go to ``by_process/<key>/`` (a warning says so).
+    """
+    items = list(bumpnet_items(result, views, by_process))
+    groups = sorted({g for item in items for g in item.components})
+    writer = None
+    with atomic_path(path) as tmp:
+        if groups and pyroot_available():
+            keys = write_with_pyroot(tmp, items)
+            writer = WRITER_STACKS
+        else:
+            if groups:
+                writer = WRITER_FALLBACK
+                log.warning(
+                    "%s: PyROOT is not installed, so MC by process is written as %s under "
+                    "'%s/<key>/'; install the 'root' extra (pip install -e '.[root]') for "
+                    "THStacks BumpNet splits into SM and BSM",
+                    Path(path).name,
+                    WRITER_FALLBACK,
+                    FALLBACK_DIR,
+                )
+            keys = write_with_uproot(tmp, items)
+    return BumpNetFile(keys, writer, groups)
 
 
 def _count_hist(n_events: float, sumw: float) -> hist.Hist:
@@ -64,7 +137,8 @@ def write_raw_file(
     """Write every fine histogram and final-state count, per sample group directory.
 
     Layout: ``<group>/raw_mass_<combo>_cat_<category>`` (fine grid), ``<group>/nevents_cat_<category>``
-    (2 bins: raw events, sum of weights) and ``cutflow`` (steps of CUTFLOW_STEPS). Every object
+    (2 bins: raw events, sum of weights), for MC by process
+    ``<group>/by_process/<process group>/raw_mass_…``, and ``cutflow`` (steps of CUTFLOW_STEPS). Every object
     is a TH1D, so ROOT's ``hadd`` adds two runs correctly. Returns the number of histograms.
     """
     n = 0
@@ -73,12 +147,28 @@ def write_raw_file(
             for (fs, combo), h in sorted(content["hists"].items()):
                 f[f"{group}/{raw_name(fs, combo)}"] = h
                 n += 1
+            for proc, hists in sorted(content.get("components", {}).items()):
+                for (fs, combo), h in sorted(hists.items()):
+                    f[f"{group}/{RAW_COMPONENTS_DIR}/{proc}/{raw_name(fs, combo)}"] = h
             for fs, count in sorted(content["fs_events"].items()):
                 f[f"{group}/{fs_count_name(fs)}"] = _count_hist(
                     count, content["fs_sumw"].get(fs, count)
                 )
         f["cutflow"] = _cutflow_hist(cutflow)
     return n
+
+
+def _checked_fine(obj: Any, path: str | Path, name: str, grid: MassGrid) -> hist.Hist:
+    """A raw-file TH1 as a hist, checked against the config's fine grid."""
+    h = obj.to_hist()
+    axis = h.axes[0]
+    if len(axis) != grid.n_bins or not np.isclose(axis.edges[-1], grid.mass_max):
+        raise ValueError(
+            f"{path}: {name} has {len(axis)} bins up to {axis.edges[-1]} GeV, but the "
+            f"config's fine grid is {grid.n_bins} bins up to {grid.mass_max} GeV; use "
+            "the same mass_calculation_task_config fine binning as the run"
+        )
+    return h
 
 
 def read_raw_file(
@@ -95,16 +185,18 @@ def read_raw_file(
             group, name = key.split(";")[0].split("/", 1)
             content = groups.setdefault(group, {"hists": {}, "fs_events": {}, "fs_sumw": {}})
             obj = f[key]
+            proc = None
+            if name.startswith(RAW_COMPONENTS_DIR + "/"):
+                proc, name = name[len(RAW_COMPONENTS_DIR) + 1 :].split("/", 1)
+            if proc is not None:
+                if name.startswith("raw_mass_"):
+                    h = _checked_fine(obj, path, name, grid)
+                    content.setdefault("components", {}).setdefault(proc, {})[
+                        parse_raw_name(name)
+                    ] = h
+                continue
             if name.startswith("raw_mass_"):
-                h = obj.to_hist()
-                axis = h.axes[0]
-                if len(axis) != grid.n_bins or not np.isclose(axis.edges[-1], grid.mass_max):
-                    raise ValueError(
-                        f"{path}: {name} has {len(axis)} bins up to {axis.edges[-1]} GeV, but the "
-                        f"config's fine grid is {grid.n_bins} bins up to {grid.mass_max} GeV; use "
-                        "the same mass_calculation_task_config fine binning as the run"
-                    )
-                content["hists"][parse_raw_name(name)] = h
+                content["hists"][parse_raw_name(name)] = _checked_fine(obj, path, name, grid)
             elif name.startswith("nevents_cat_"):
                 fs = parse_fs_count_name(name)
                 raw_n, sumw = obj.values()

@@ -24,8 +24,10 @@ from .config import Config
 from .histograms import MassGrid, accumulator_size
 from .inputs import FileReport, inspect_file
 from .mass_processor import MassProcessor
+from .naming import strip_view
 from .output import read_raw_file, write_bumpnet_file, write_raw_file
-from .postprocess import PostProcessResult, postprocess
+from .postprocess import PostProcessResult, blacklist_matcher, postprocess
+from .readiness import bumpnet_classes, readiness_rows, reason_counts
 from .rundir import read_json, software_versions, write_json
 
 log = logging.getLogger(__name__)
@@ -291,9 +293,14 @@ def finish_run(
     manifest_hists: dict[str, Any] = {}
     final_states: dict[str, Any] = {}
     kept_events = 0
+    hc = config.histogram_creation_task_config
+    by_process = hc.stacks_wanted()
     for group, content in sorted(out["groups"].items()):
         if config.tasks.do_post_processing:
-            result = postprocess(content["hists"], content["fs_events"], grid, config, weighted)
+            components = content.get("components") if by_process else None
+            result = postprocess(
+                content["hists"], content["fs_events"], grid, config, weighted, components
+            )
         else:
             result = PostProcessResult([], dict(content["fs_events"]), {}, [], {})
         kept_events += sum(result.kept_fs.values())
@@ -302,21 +309,48 @@ def finish_run(
             for fs, n in sorted(content["fs_events"].items(), key=lambda kv: -kv[1])
         }
         entry = _group_manifest(result)
+        entry["views"] = list(hc.active_views())
         if config.tasks.do_histogram_creation and config.tasks.do_post_processing:
             path = hist_dir / output_filename(config, group)
-            keys = write_bumpnet_file(path, result)
+            written = write_bumpnet_file(path, result, hc.active_views(), by_process)
             entry["file"] = str(path.relative_to(run_dir))
-            log.info("wrote %d histograms (%s) to %s", len(keys), group, path)
+            if written.components:
+                entry["mc_by_process"] = {
+                    "writer": written.writer,
+                    "components": written.components,
+                    **bumpnet_classes(written.components),
+                }
+                log.info(
+                    "%s: MC by process written as %s: %s",
+                    group,
+                    written.writer,
+                    ", ".join(written.components),
+                )
+            log.info("wrote %d histograms (%s) to %s", len(written.keys), group, path)
         manifest_hists[group] = entry
+        if result.blacklisted:
+            log.info(
+                "%s: %d blacklisted spectra not written (manifest.json histograms.%s.blacklisted)",
+                group,
+                len(result.blacklisted),
+                group,
+            )
         if result.collisions:
             log.warning(
-                "%s: %d groups of ROI names differ only in photon/tau counts, which BumpNet's "
-                "category parser ignores (listed in manifest.json histograms.%s.collisions), e.g. %s",
+                "%s: %d groups of ROI names look the same to BumpNet's selection, which reads "
+                "only ex/mx/bx/jx/Zx counts and the OS/SS tag (listed in manifest.json "
+                "histograms.%s.collisions), e.g. %s",
                 group,
                 len(result.collisions),
                 group,
                 " / ".join(result.collisions[0]),
             )
+    unmatched = unmatched_blacklist(hc.blacklist, manifest_hists.values())
+    if unmatched:
+        log.warning(
+            "blacklist entries matching no spectrum of this run (check the spelling): %s",
+            ", ".join(unmatched),
+        )
     cutflow["final_states_kept"] = kept_events
     if release == "config":  # the configured release, unless the run read other inputs
         release = None if config.parsing_task_config.inputs else config.parsing_task_config.release
@@ -339,6 +373,9 @@ def finish_run(
         "cutflow_total": cutflow,
         "final_states": final_states,
         "histograms": manifest_hists,
+        "naming": hc.naming,
+        "blacklist": {"entries": list(hc.blacklist), "unmatched": unmatched},
+        "bumpnet_cuts": hc.bumpnet_cuts.model_dump(),
         "raw_file": str(raw_file.relative_to(run_dir)),
         "formats": out.get("formats", {}),
         "coffea_metrics": _jsonable_metrics(metrics),
@@ -368,33 +405,51 @@ def finish_run(
 
 
 def _group_manifest(result: PostProcessResult) -> dict[str, Any]:
+    rows = readiness_rows(result.spectra)
     spectra = []
-    for s in result.spectra:
-        roi_values = s.roi.values() if s.roi is not None else []
+    for s, row in zip(result.spectra, rows, strict=True):
+        written = s.roi is not None and not s.blacklisted
         spectra.append(
             {
                 "roi_name": s.roi_name if s.roi is not None else None,
                 "outlier_name": s.outlier_name if s.outliers is not None else None,
                 "has_outliers": s.outliers is not None,
+                "written": written,
+                "blacklisted": s.blacklisted,
                 "fs": s.fs,
                 "combo": s.combo,
                 "lo": s.lo,
                 "split": s.split,
                 "hi": s.hi,
-                "n_bins": len(roi_values),
-                "entries": float(sum(roi_values)),
+                "n_bins": row.n_bins,
+                "entries": row.entries,
                 "removed": s.removed,
-                "rejected": s.rejected,
+                "rejected": row.reasons,
+                "bumpnet": {
+                    "accepted": row.accepted,
+                    "loader_name": row.loader_name,
+                    "bins_after_trim": row.bins_after_trim,
+                    "entries_after_trim": row.entries_after_trim,
+                    "codes": row.codes,
+                },
             }
         )
     return {
         "spectra": spectra,
-        "n_written": sum(1 for s in result.spectra if s.roi is not None),
-        "n_bumpnet_ready": sum(1 for s in result.spectra if s.roi is not None and not s.rejected),
+        "n_written": sum(1 for s in spectra if s["written"]),
+        "n_bumpnet_ready": sum(1 for row in rows if row.accepted),
+        "rejection_counts": reason_counts(rows),
         "dropped_final_states": result.dropped_fs,
         "collisions": result.collisions,
+        "blacklisted": result.blacklisted,
         "overflow": result.overflow,
     }
+
+
+def unmatched_blacklist(blacklist: list[str], groups: Any) -> list[str]:
+    """Blacklist entries that matched no spectrum of any sample group."""
+    hit = [strip_view(n) for g in groups for n in g.get("blacklisted", [])]
+    return [b for b in blacklist if not any(map(blacklist_matcher([b]), hit))]
 
 
 def _jsonable_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,9 +27,11 @@ from matplotlib.mathtext import MathTextParser
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
+from .config import BumpNetCuts
 from .naming import raw_name
 from .output import atomic_path
-from .postprocess import BUMPNET_MIN_BINS, BUMPNET_MIN_ENTRIES
+from .readiness import loader_summary
+from .stacks import summed_values
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,15 @@ COLOR_DROPPED = "#bdbdbd"
 COLOR_BAD = "#c0392b"
 COLOR_OK = "#2e7d32"
 
-_OBJECT_SYMBOLS = {"e": "e", "m": r"\mu", "j": "j", "g": r"\gamma", "t": r"\tau", "b": "b"}
+_OBJECT_SYMBOLS = {
+    "e": "e",
+    "m": r"\mu",
+    "j": "j",
+    "g": r"\gamma",
+    "t": r"\tau",
+    "b": "b",
+    "Z": "Z",
+}
 
 
 class PlotsError(RuntimeError):
@@ -92,6 +102,8 @@ class SpectrumView:
     split: float | None
     hi: float | None
     rejected: list[str]
+    #: BumpNet's loader cuts in words (from the manifest)
+    cuts_text: str = ""
     roi: Hist1D | None = None
     outliers: Hist1D | None = None
     raw: Hist1D | None = None
@@ -204,23 +216,27 @@ def _atlas_label(ax: Axes, info: LabelInfo, data: bool = True, loc: int = 4) -> 
 
 def _mass_label(combo: str) -> str:
     """``e0e1j0`` -> ``$m_{e_{0}e_{1}j_{0}}$``."""
-    parts = re.findall(r"([a-z])(\d+)", combo)
+    objects, _, tag = combo.partition("_")
+    parts = re.findall(r"([a-zA-Z])(\d+)", objects)
     if not parts:
         return f"m({combo})"
     body = r"\,".join(f"{_OBJECT_SYMBOLS.get(t, t)}_{{{i}}}" for t, i in parts)
-    return f"$m_{{{body}}}$"
+    return f"$m_{{{body}}}$" + (f" ({tag})" if tag else "")
 
 
 def _fs_pretty(fs: str) -> str:
     """``2e_0m_1j_0g_0t_0b`` -> ``2e 1j`` (non-zero multiplicities, physics symbols)."""
     items = []
-    for part in fs.split("_"):
-        m = re.fullmatch(r"(\d+)([a-z])", part)
+    parts = fs.split("_")
+    tag = parts.pop() if parts and parts[-1] in ("OS", "SS") else ""
+    for part in parts:
+        m = re.fullmatch(r"(\d+)([a-zA-Z])", part)
         if not m:
             return fs
         if int(m.group(1)):
             items.append(f"{m.group(1)}{_OBJECT_SYMBOLS.get(m.group(2), m.group(2))}")
-    return "$" + r"\,".join(items) + "$" if items else fs
+    text = "$" + r"\,".join(items) + "$" if items else fs
+    return f"{text} {tag}" if tag else text
 
 
 def _si(x: float, unit: str = "", digits: int = 3) -> str:
@@ -294,10 +310,12 @@ def _read_th1(directory: Any, name: str) -> Hist1D | None:
         obj = directory[name]
     except (KeyError, uproot.KeyInFileError):
         return None
-    values = np.asarray(obj.values(flow=False), dtype=np.float64)
-    variances = obj.variances(flow=False)
-    variances = values.copy() if variances is None else np.asarray(variances, dtype=np.float64)
-    return Hist1D(values, variances, np.asarray(obj.axis().edges(flow=False), dtype=np.float64))
+    values, variances, edges = summed_values(obj)  # a THStack (MC by process) is summed
+    return Hist1D(
+        np.asarray(values, dtype=np.float64),
+        np.asarray(variances, dtype=np.float64),
+        np.asarray(edges, dtype=np.float64),
+    )
 
 
 def _raw_key(spec: Mapping[str, Any]) -> str:
@@ -326,7 +344,9 @@ def _open(path: Path, what: str, stack: ExitStack) -> Any:
 
 def _fill_view(view: SpectrumView, spec: Mapping[str, Any], hist_file: Any, raw_file: Any) -> None:
     """Read a spectrum's ROI, outlier tail and raw fine histogram into ``view``."""
-    if hist_file is not None:
+    if spec.get("blacklisted"):
+        view.problems.append("blacklisted: not written to the BumpNet file")
+    elif hist_file is not None:
         view.roi = _read_th1(hist_file, view.roi_name)
         if view.roi is None:
             view.problems.append("ROI histogram not in the file")
@@ -344,6 +364,7 @@ def load_spectra(run_dir: Path, manifest: Mapping[str, Any]) -> dict[str, list[S
     """Every manifest spectrum per group, with its ROI, outlier and raw histograms."""
     out: dict[str, list[SpectrumView]] = {}
     raw_path = _raw_file(run_dir, manifest)
+    cuts_text = loader_summary(BumpNetCuts(**(manifest.get("bumpnet_cuts") or {})))
     with ExitStack() as stack:
         raw_file = None
         raw_opened = False
@@ -369,6 +390,7 @@ def load_spectra(run_dir: Path, manifest: Mapping[str, Any]) -> dict[str, list[S
                     split=spec.get("split"),
                     hi=spec.get("hi"),
                     rejected=list(spec.get("rejected") or []),
+                    cuts_text=cuts_text,
                 )
                 try:
                     _fill_view(view, spec, hist_file, raw_file)
@@ -550,10 +572,7 @@ class _SpectrumPage:
             note = "BumpNet would reject this ROI histogram: " + "; ".join(view.rejected)
             color = COLOR_BAD
         else:
-            note = (
-                f"Accepted by BumpNet's loader (≥ {BUMPNET_MIN_BINS} bins, "
-                f"≥ {BUMPNET_MIN_ENTRIES} entries, first bin > 0)"
-            )
+            note = f"Accepted by BumpNet's loader ({view.cuts_text})"
             color = COLOR_OK
         if view.problems:
             note += "   |   " + "; ".join(view.problems)
