@@ -294,6 +294,7 @@ def load_like_bumpnet(
                     float(values.sum()),
                     0,
                     len(values),
+                    () if ok else ("first_bin_empty",),
                 )
             if name in black:
                 verdict = Verdict(
@@ -303,6 +304,7 @@ def load_like_bumpnet(
                     verdict.entries,
                     verdict.start,
                     verdict.stop,
+                    ("blacklisted", *verdict.codes),
                 )
             out.append(LoadedHistogram(key, name, values, bsm, edges, names, verdict))
     return out
