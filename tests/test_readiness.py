@@ -176,9 +176,14 @@ def test_readiness_rows_from_spectra():
     assert rows["e0e1"].accepted and rows["e0e1"].reasons == []
     assert rows["m0m1"].blacklisted and not rows["m0m1"].accepted
     assert rows["m0m1"].codes == ["blacklisted"]
-    assert rows["e0m0"].codes == ["too_few_bins"] and rows["e0m0"].bins_after_trim == 1
+    assert rows["e0m0"].codes == ["too_few_bins", "too_few_entries"]
+    assert rows["e0m0"].bins_after_trim == 1 and rows["e0m0"].entries_after_trim == 60
     assert rows["e0e1"].loader_name == "mass_e0e1_cat_2ex_0mx_0bx_0jx_0Zx_0gx_0tx"
-    assert reason_counts(rows.values()) == {"blacklisted": 1, "too_few_bins": 1}
+    assert reason_counts(rows.values()) == {
+        "blacklisted": 1,
+        "too_few_bins": 1,
+        "too_few_entries": 1,
+    }
     records = readiness_records(res.spectra)
     assert [r["combo"] for r in records] == [s.combo for s in res.spectra]
     assert set(records[0]) >= {"name", "accepted", "reasons", "bins_after_trim", "loader_name"}
