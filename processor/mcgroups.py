@@ -18,9 +18,9 @@ SM_GROUPS = ("VV", "Zee", "Zmumu", "Ztautau", "Wlnu", "Wtaunu", "ttbar", "ttX", 
 #: ``MadGraphPythia8EvtGen_A14NNPDF23_ttbarWW`` -> ttXX, ``Sh_2212_llll`` -> VV. Higgs and BSM
 #: samples match nothing on purpose: they keep their own name (BumpNet counts them as BSM).
 DEFAULT_MC_GROUPS: dict[str, list[str]] = {
-    "ttXX": [r"tt(bar)?(WW|WZ|ZZ|HH|tt)(?![a-z])", r"(^|_)(SM)?4tops?(_|$)", r"(^|_)tttt"],
+    "ttXX": [r"tt(bar)?(WW|WZ|ZZ|HH|tt)(?![a-z])", r"(^|_)(SM)?4tops?", r"(^|_)tttt"],
     "ttX": [
-        r"(^|_)tt(bar)?(W|Z|H\d*|gamma|y|ee|mumu|tautau|ll)(?![a-z])",
+        r"(^|_)tt(bar)?(W|Z|H\d+|gamma|y|ee|mumu|tautau|ll)",
         r"(^|_)t(W)?Zq?(_|$)",
         r"(^|_)tWZ",
     ],
