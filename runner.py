@@ -3,7 +3,7 @@
 
 import sys
 
-from processor.cli import main
+from processor.run.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

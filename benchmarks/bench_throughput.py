@@ -14,9 +14,9 @@ from coffea import processor
 from coffea.nanoevents import BaseSchema
 
 from processor.config import validate_config
-from processor.formats import FORMATS, required_branches
-from processor.histograms import accumulator_size
-from processor.mass_processor import MassProcessor
+from processor.opendata.formats import FORMATS, required_branches
+from processor.physics.histograms import accumulator_size
+from processor.run.mass_processor import MassProcessor
 from processor.synthetic import write_sample
 
 

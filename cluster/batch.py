@@ -30,8 +30,9 @@ from distributed.security import Security
 from distributed.utils import get_ip, get_ip_interface
 
 from cluster._jobqueue import HTCondorCluster, Job, JobQueueCluster, PBSCluster, SLURMCluster
+from cluster.config import BatchClusterConfig
+from cluster.errors import JobSubmitError
 from cluster.jobs import ensure_jobs_gone
-from processor.config import BatchClusterConfig
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +68,6 @@ class JobTracker:
         """(submitted job IDs, submission errors), copied."""
         with self._lock:
             return list(self.submitted), list(self.errors)
-
-
-class JobSubmitError(RuntimeError):
-    """The submit command failed; the JobTracker records it and start-up reports it in one line."""
 
 
 class _DropReportedSubmitErrors(logging.Filter):

@@ -7,7 +7,7 @@ import logging
 import distributed
 from dask.system import CPU_COUNT
 
-from processor.config import LocalClusterConfig
+from cluster.config import LocalClusterConfig
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from typing import Literal
 import distributed
 
 from cluster.batch import BatchCluster, make_batch_cluster
+from cluster.config import BatchClusterConfig, ClusterConfig, LocalClusterConfig
 from cluster.errors import ClusterStartError
 from cluster.jobs import job_states
 from cluster.local import make_local_cluster
-from processor.config import BatchClusterConfig, ClusterConfig, LocalClusterConfig
 
 logger = logging.getLogger(__name__)
 

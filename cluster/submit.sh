@@ -150,102 +150,11 @@ fi
 if [ -f "$REPO/runner.py" ]; then
     RUNNER=("$REPO/runner.py")
 else # installed copy of this script (package data): run the CLI module
-    RUNNER=(-c 'import sys; from processor.cli import main; sys.exit(main())')
+    RUNNER=(-c 'import sys; from processor.run.cli import main; sys.exit(main())')
 fi
 
-# -- resolve and validate the config, create the run directory (one Python call) ---------------
+# -- resolve and validate the config, name the run directory (processor.run.submit_plan) -------
 
-RESOLVE_PY=$(
-    cat <<'PY'
-import datetime, glob, os, shlex, sys
-from pathlib import Path
-
-def fail(code, msg):
-    print(f"submit.sh: error: {msg}", file=sys.stderr)
-    sys.exit(code)
-
-try:
-    from processor.cli import build_parser, resolve_config
-    from processor.config import ConfigError
-except ImportError as exc:
-    fail(2, f"{sys.executable} cannot import the project ({exc}); install it there "
-            "(pip install -e .) or set PYTHON / SETUP")
-
-env = os.environ
-num_jobs = env.get("NUM_JOBS", "")
-dry_run = env["SUBMIT_DRY_RUN"] == "1"
-try:
-    extra = shlex.split(env.get("EXTRA_ARGS", ""))
-except ValueError as exc:
-    fail(2, f"EXTRA_ARGS: {exc}")
-
-parser = build_parser()
-parser.set_defaults(executor=None)  # tell "not given" from the default
-try:
-    args = parser.parse_args(extra)
-except SystemExit:
-    fail(2, "EXTRA_ARGS is not a valid runner.py command line (see the message above)")
-ours = {
-    "run_dir": "--run-dir (set RUN_DIR)", "config": "--config (set CONFIG)",
-    "executor": "--executor (set EXECUTOR)", "batch_job_index": "--batch-job-index",
-    "total_batch_jobs": "--total-batch-jobs", "merge_only": "--merge-only",
-    "resume": "--resume", "plots_only": "--plots-only", "dry_run": "--dry-run (use submit.sh --dry-run)",
-    "pbs": "--pbs (these jobs need no scheduler)",
-}
-given = [text for key, text in ours.items() if getattr(args, key) not in (None, False)]
-if given:
-    fail(2, f"EXTRA_ARGS must not contain {', '.join(given)}: submit.sh sets those itself")
-
-args.config = env.get("CONFIG") or None
-try:
-    config = resolve_config(args)
-except ConfigError as exc:
-    fail(2, str(exc))
-
-for item in config.parsing_task_config.inputs or []:
-    item = str(item)
-    if "://" not in item and not glob.glob(item) and not Path(item).exists():
-        fail(2, f"input '{item}' matches no file (relative to {Path.cwd()}); fix --input / parsing_task_config.inputs")
-
-run_dir = env.get("RUN_DIR") or None
-if run_dir is not None:
-    p = Path(run_dir)
-    if (p / "manifest.json").exists() or (p / "shards").exists() or (p / "jobs").exists():
-        fail(2, f"RUN_DIR={run_dir} already holds a run (manifest.json, shards/ or jobs/); choose a new directory")
-if run_dir is None:  # the runner's naming: {base_output_dir}/{run_name}_{YYYYMMDD_HHMMSS}[_n]
-    base = Path(config.run_metadata.base_output_dir)
-    name = config.run_metadata.run_name
-    stamp = "YYYYMMDD_HHMMSS" if dry_run else datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
-    path, n = base / f"{name}_{stamp}", 1
-    while path.exists():
-        path, n = base / f"{name}_{stamp}_{n}", n + 1
-    run_dir = str(path)
-path = Path(run_dir).absolute()
-if not dry_run:  # the run directory itself is created by the shell once every check passed
-    Path(env["FROZEN_TMP"]).write_text(
-        f"# resolved configuration for the jobs of cluster/submit.sh (CONFIG={env.get('CONFIG') or 'default'})\n"
-        + config.to_yaml()
-    )
-
-pbs = config.cluster.pbs
-out = {
-    "RUN_DIR": str(path),
-    "CFG_QUEUE": pbs.queue or "",
-    "CFG_ACCOUNT": pbs.account or "",
-    "CFG_WALLTIME": pbs.walltime,
-    "CFG_NCPUS": str(pbs.cores),
-    "CFG_MEM": pbs.memory,
-    "CFG_RESOURCE_SPEC": pbs.resource_spec or "",
-    "CFG_PYTHON": pbs.python or "",
-    "CFG_PROLOGUE": "\n".join(pbs.job_script_prologue),
-    "EXTRA_Q": shlex.join(extra),
-    "LOG_LEVEL": args.log_level,
-    "SELF_PYTHON": sys.executable,
-}
-for key, value in out.items():
-    print(f"{key}={shlex.quote(value)}")
-PY
-)
 
 FROZEN_TMP="$(mktemp)"
 trap 'rm -f "$FROZEN_TMP"' EXIT
@@ -257,9 +166,13 @@ resolved="$(
     }
     command -v "$LOCAL_PYTHON" >/dev/null 2>&1 ||
         { echo "$PROG: error: no Python '$LOCAL_PYTHON' (set PYTHON or SETUP)" >&2; exit 2; }
+    PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$LOCAL_PYTHON" -c 'import processor.run.submit_plan' 2>/dev/null || {
+        echo "$PROG: error: $LOCAL_PYTHON cannot import the project; install it there (pip install -e .) or set PYTHON / SETUP" >&2
+        exit 2
+    }
     SUBMIT_DRY_RUN="$DRY_RUN" NUM_JOBS="$NUM_JOBS" EXTRA_ARGS="$EXTRA_ARGS" \
         RUN_DIR="${RUN_DIR:-}" CONFIG="${CONFIG:-}" FROZEN_TMP="$FROZEN_TMP" PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" \
-        "$LOCAL_PYTHON" -c "$RESOLVE_PY"
+        "$LOCAL_PYTHON" -m processor.run.submit_plan
 )" || exit 2
 eval "$resolved"
 

@@ -20,11 +20,14 @@ from pydantic import (
     model_validator,
 )
 
-from .mcgroups import DEFAULT_MC_GROUPS, validate_mapping
+from cluster.config import ClusterConfig, StrictModel
+from processor.errors import ConfigError  # noqa: F401  (re-exported)
+from processor.opendata.releases import FORMAT_NAMES, RELEASE_NAMES
+from processor.output.mcgroups import DEFAULT_MC_GROUPS, validate_mapping
 
-RELEASES = ("2025e-13tev-beta", "2020e-13tev", "2024r-pp", "2016e-8tev")
-Release = Literal["2025e-13tev-beta", "2020e-13tev", "2024r-pp", "2016e-8tev"]
-FormatName = Literal["auto", "2025e", "2020e", "2016e", "physlite"]
+RELEASES = RELEASE_NAMES
+Release = Literal[RELEASE_NAMES]  # type: ignore[valid-type]
+FormatName = Literal[("auto", *FORMAT_NAMES)]  # type: ignore[valid-type]
 #: Object types in combination-label order (DESIGN §2): e, m, j, b, g, t.
 COMBO_ORDER = ("e", "m", "j", "b", "g", "t")
 #: Object types in category-label order (DESIGN §2): e, m, j, g, t, b.
@@ -41,12 +44,7 @@ RETIRED_KEYS = {
 }
 
 
-class ConfigError(ValueError):
-    """A configuration file or value is wrong; the message names the key and the fix."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Strict = StrictModel
 
 
 class RunMetadata(_Strict):
@@ -315,55 +313,6 @@ class ExecutorConfig(_Strict):
     align_clusters: bool = True
     maxchunks: PositiveInt | None = None
     treereduction: int = Field(20, ge=2)
-
-
-class LocalClusterConfig(_Strict):
-    """A distributed.LocalCluster on this machine."""
-
-    n_workers: PositiveInt | None = None
-    threads_per_worker: PositiveInt = 1
-    memory_limit: str = "auto"
-    dashboard_address: str = "127.0.0.1:8787"
-
-
-class AdaptiveConfig(_Strict):
-    """Adaptive scaling of batch workers."""
-
-    minimum_jobs: int = Field(1, ge=0)
-    maximum_jobs: PositiveInt = 10
-
-
-class BatchClusterConfig(_Strict):
-    """A dask-jobqueue cluster whose workers run as batch jobs."""
-
-    kind: Literal["pbs", "slurm", "htcondor"] = "pbs"
-    queue: str | None = None
-    account: str | None = None
-    cores: PositiveInt = 1
-    memory: str = "4GB"
-    processes: PositiveInt = 1
-    walltime: str = Field("04:00:00", pattern=r"^\d+:\d\d:\d\d$")
-    #: PBS Pro syntax by default; Torque sites: "nodes=1:ppn=1". None = dask-jobqueue's default.
-    resource_spec: str | None = None
-    job_extra_directives: list[str] = []
-    job_script_prologue: list[str] = []
-    interface: str | None = None
-    scheduler_host: str | None = None
-    n_jobs: PositiveInt = 2
-    adaptive: AdaptiveConfig | None = None
-    worker_timeout_s: PositiveFloat = 300.0
-    tls: bool = True
-    python: str | None = None
-    #: None = the run directory's logs/.
-    log_directory: Path | None = None
-    dashboard_address: str = ":8787"
-
-
-class ClusterConfig(_Strict):
-    """Local and batch cluster settings."""
-
-    local: LocalClusterConfig = Field(default_factory=LocalClusterConfig)
-    pbs: BatchClusterConfig = Field(default_factory=BatchClusterConfig)
 
 
 class Config(_Strict):

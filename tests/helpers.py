@@ -13,7 +13,7 @@ from coffea import processor
 from coffea.nanoevents import BaseSchema
 
 from processor.config import Config
-from processor.mass_processor import MassProcessor
+from processor.run.mass_processor import MassProcessor
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "atlas-opendata"
 

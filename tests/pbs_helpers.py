@@ -8,7 +8,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from processor.config import BatchClusterConfig, ClusterConfig
+from cluster.config import BatchClusterConfig, ClusterConfig
 
 START_HINT = "start one with `sudo bash cluster/testbed/start.sh`"
 #: PBS/Torque states of jobs that have ended (Slurm's qstat keeps them listed for a while).

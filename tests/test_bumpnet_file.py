@@ -16,11 +16,11 @@ import pytest
 import uproot
 
 from processor.config import validate_config
-from processor.histograms import MassGrid
-from processor.output import read_raw_file, write_bumpnet_file, write_raw_file
-from processor.postprocess import postprocess
-from processor.readiness import SM_COMPONENTS, load_like_bumpnet
-from processor.stacks import FALLBACK_DIR, WRITER_FALLBACK, WRITER_STACKS, pyroot_available
+from processor.output.postprocess import postprocess
+from processor.output.readiness import SM_COMPONENTS, load_like_bumpnet
+from processor.output.rootfiles import read_raw_file, write_bumpnet_file, write_raw_file
+from processor.output.stacks import FALLBACK_DIR, WRITER_FALLBACK, WRITER_STACKS, pyroot_available
+from processor.physics.histograms import MassGrid
 
 BUMPNET_FILE = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "bumpnet" / "rebinned_NOSYS.root"

@@ -10,8 +10,8 @@ import pytest
 from distributed.core import Status
 
 from cluster import make_local_cluster, open_cluster
+from cluster.config import ClusterConfig, LocalClusterConfig
 from cluster.local import default_local_workers
-from processor.config import ClusterConfig, LocalClusterConfig
 
 pytestmark = pytest.mark.timeout(120)
 

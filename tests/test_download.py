@@ -18,7 +18,7 @@ from http_server import (
     http_server_fixture,  # noqa: F401 - registers "http_server"
 )
 
-from processor.download import (
+from processor.opendata.download import (
     DataAccessError,
     cache_path,
     download_files,

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 
 from processor.config import Config, validate_config
-from processor.mcgroups import (
+from processor.output.mcgroups import (
     DEFAULT_MC_GROUPS,
     SM_GROUPS,
     component_name,
     group_of_metadata,
     mc_group,
 )
-from processor.readiness import SM_COMPONENTS
+from processor.output.readiness import SM_COMPONENTS
 
 
 @pytest.mark.parametrize(

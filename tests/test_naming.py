@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processor.config import validate_config
-from processor.naming import (
+from processor.output.naming import (
     BUMPNET_COMBO_ORDER,
     NameStyle,
     bumpnet_combination,
@@ -25,7 +25,7 @@ from processor.naming import (
     strip_view,
     view_name,
 )
-from processor.readiness import category_collisions, loader_name, parse_bumpnet_name
+from processor.output.readiness import category_collisions, loader_name, parse_bumpnet_name
 
 BUMPNET = NameStyle()
 NO_G_T = NameStyle(photons=False, taus=False)

@@ -24,7 +24,7 @@ from http_server import (
 )
 
 from processor.config import ParsingConfig
-from processor.opendata import (
+from processor.opendata.fileset import (
     COFFEA_RESERVED_KEYS,
     RELEASE_TREES,
     RUN_CACHE_NAME,
@@ -494,7 +494,7 @@ def test_fileset_runs_through_coffea_streaming_over_http(
     from coffea import processor
     from coffea.nanoevents import BaseSchema
 
-    from processor.download import uproot_options
+    from processor.opendata.download import uproot_options
 
     _local_release(api, tmp_path)
 
@@ -596,7 +596,7 @@ def test_input_errors_name_the_path(input_tree: Path) -> None:
 def test_unreadable_or_treeless_inputs_are_left_to_the_preflight(input_tree: Path) -> None:
     """Such files stay in the fileset with the configured/default tree; the runner's pre-flight
     then reports each one (skipped with skipbadfiles, else the run stops naming it)."""
-    from processor.opendata import detect_tree
+    from processor.opendata.inputs import detect_tree
 
     with pytest.raises(
         DataAccessError,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import reference  # tests/ is on sys.path (rootdir-relative test modules)
 
-from processor.analysis import analyse_objects
 from processor.config import CombinationConfig, Config
-from processor.finalstates import combinations_for, decode, fs_label
+from processor.physics.analysis import analyse_objects
+from processor.physics.finalstates import combinations_for, decode, fs_label
 
 TYPES = ("e", "m", "j", "g", "t")
 ME = 0.00051099895

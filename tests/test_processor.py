@@ -10,10 +10,10 @@ from coffea import processor
 from helpers import assert_same_output, run_processor, two_worker_client
 
 from processor.config import validate_config
-from processor.formats import FORMATS, required_branches
-from processor.histograms import accumulator_size
+from processor.opendata.formats import FORMATS, required_branches
+from processor.opendata.weights import default_scale_factors, luminosity_pb, mc_weights
+from processor.physics.histograms import accumulator_size
 from processor.synthetic import write_sample
-from processor.weights import default_scale_factors, luminosity_pb, mc_weights
 
 
 @pytest.fixture(scope="module")

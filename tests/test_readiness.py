@@ -11,7 +11,7 @@ import pytest
 import uproot
 
 from processor.config import BumpNetCuts
-from processor.readiness import (
+from processor.output.readiness import (
     SM_COMPONENTS,
     bumpnet_classes,
     load_like_bumpnet,
@@ -146,8 +146,8 @@ def test_bumpnet_classes():
 
 def test_readiness_rows_from_spectra():
     from processor.config import validate_config
-    from processor.histograms import MassGrid
-    from processor.postprocess import postprocess
+    from processor.output.postprocess import postprocess
+    from processor.physics.histograms import MassGrid
 
     grid = MassGrid(5.0, 1000.0)
     wide, narrow = grid.make(False), grid.make(False)

@@ -8,7 +8,7 @@ import uproot
 from helpers import SHARED, run_processor
 
 from processor.config import validate_config
-from processor.formats import FORMATS, required_branches
+from processor.opendata.formats import FORMATS, required_branches
 
 pytestmark = [
     pytest.mark.realdata,

@@ -1,4 +1,4 @@
-"""The vectorised physics (processor.analysis.analyse_objects) against the slow reference.
+"""The vectorised physics (processor.physics.analysis.analyse_objects) against the slow reference.
 
 Random events (seeded numpy, plus a hypothesis fuzz of the combination settings) are run
 through both implementations; per-event validity and final-state labels, the cutflow, the
@@ -16,9 +16,9 @@ import reference  # tests/ is on sys.path (rootdir-relative test modules)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processor.analysis import analyse_objects
 from processor.config import CombinationConfig, Config
-from processor.finalstates import combinations_for, decode, fs_label
+from processor.physics.analysis import analyse_objects
+from processor.physics.finalstates import combinations_for, decode, fs_label
 
 TYPES = ("e", "m", "j", "g", "t")
 #: default cut values, used to put some objects exactly on a cut boundary

@@ -16,9 +16,9 @@ import uproot
 from helpers import SHARED, assert_same_run_histograms
 
 from processor.config import BumpNetCuts
-from processor.naming import raw_name
-from processor.readiness import load_like_bumpnet
-from processor.stacks import WRITER_STACKS, pyroot_available
+from processor.output.naming import raw_name
+from processor.output.readiness import load_like_bumpnet
+from processor.output.stacks import WRITER_STACKS, pyroot_available
 from processor.synthetic import write_sample
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,10 +15,10 @@ import uproot
 from helpers import run_processor
 
 from processor.config import Config, ObjectSelection, validate_config
-from processor.histograms import MassGrid
-from processor.naming import parse_final_state
-from processor.output import write_bumpnet_file
-from processor.postprocess import postprocess
+from processor.output.naming import parse_final_state
+from processor.output.postprocess import postprocess
+from processor.output.rootfiles import write_bumpnet_file
+from processor.physics.histograms import MassGrid
 from processor.synthetic import GENERATOR_VERSION, make_demo_sample
 
 REF = Path(__file__).resolve().parent / "data" / "seed_reference"

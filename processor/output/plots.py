@@ -2,308 +2,63 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import matplotlib as mpl
-import mplhep
 import numpy as np
 import uproot
-import yaml
-from matplotlib.artist import Artist
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
-from matplotlib.mathtext import MathTextParser
-from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter
 
-from .config import BumpNetCuts
-from .naming import raw_name
-from .output import atomic_path
-from .readiness import loader_summary
-from .stacks import summed_values
+from processor.config import BumpNetCuts
+from processor.errors import PlotsError  # noqa: F401  (re-exported)
+from processor.fsutil import atomic_path
+from processor.output import summary_plots
+from processor.output.manifest import raw_file_path, read_manifest
+from processor.output.naming import raw_name
+from processor.output.plotstyle import (  # noqa: F401  (_bytes, _duration: part of this module's helpers)
+    COLOR_BAD,
+    COLOR_OK,
+    COLOR_OUT,
+    COLOR_PEAK,
+    COLOR_RAW,
+    COLOR_ROI,
+    COLOR_SPLIT,
+    Hist1D,
+    LabelInfo,
+    SpectrumView,
+    _atlas_label,
+    _bytes,
+    _duration,
+    _figure,
+    _fs_pretty,
+    _mass_label,
+    _mplhep_label,
+    _rlabel,
+    _save_png,
+    _SharedMathtext,
+    _style,
+)
+from processor.output.readiness import loader_summary
+from processor.output.stacks import summed_values
+from processor.output.summary_plots import (
+    plot_cutflow,
+    plot_final_state_counts,
+    plot_processing_summary,
+)
 
 logger = logging.getLogger(__name__)
 
-#: raw fine-grid file when neither the manifest nor config.yaml names another
-DEFAULT_RAW_FILE = "histograms/raw_histograms.root"
 #: panels per overview PNG (a 4 x 4 grid)
 OVERVIEW_PANELS = 16
 #: final states shown per group in final_state_counts.png
-TOP_FINAL_STATES = 30
+TOP_FINAL_STATES = summary_plots.TOP_FINAL_STATES
 #: cutflow steps in display order, with their axis labels
-CUTFLOW_LABELS = {
-    "events_read": "Events read",
-    "after_count_limits": "Object-count\nlimits",
-    "in_final_state": "In a counted\nfinal state",
-    "with_combination": "With a mass\ncombination",
-    "final_states_kept": "In kept\nfinal states",
-}
-
-COLOR_RAW = "#b0b0b0"
-COLOR_ROI = "#1f5fa8"
-COLOR_OUT = "#e07b00"
-COLOR_PEAK = "#c0392b"
-COLOR_SPLIT = "#6a3d9a"
-COLOR_KEPT = "#1f5fa8"
-COLOR_DROPPED = "#bdbdbd"
-COLOR_BAD = "#c0392b"
-COLOR_OK = "#2e7d32"
-
-_OBJECT_SYMBOLS = {
-    "e": "e",
-    "m": r"\mu",
-    "j": "j",
-    "g": r"\gamma",
-    "t": r"\tau",
-    "b": "b",
-    "Z": "Z",
-}
-
-
-class PlotsError(RuntimeError):
-    """Some plots could not be made (the others were written)."""
-
-
-@dataclass
-class Hist1D:
-    """Bin contents, variances and edges of one TH1 (flow bins dropped)."""
-
-    values: np.ndarray
-    variances: np.ndarray
-    edges: np.ndarray
-
-    @property
-    def total(self) -> float:
-        """Sum of the bin contents."""
-        return float(self.values.sum())
-
-
-@dataclass
-class SpectrumView:
-    """Everything drawn for one spectrum of the manifest."""
-
-    group: str
-    fs: str
-    combo: str
-    roi_name: str
-    outlier_name: str
-    lo: float | None
-    split: float | None
-    hi: float | None
-    rejected: list[str]
-    #: BumpNet's loader cuts in words (from the manifest)
-    cuts_text: str = ""
-    roi: Hist1D | None = None
-    outliers: Hist1D | None = None
-    raw: Hist1D | None = None
-    problems: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class LabelInfo:
-    """What the ATLAS label states: centre-of-mass energy and luminosity (None: unknown)."""
-
-    sqrt_s_tev: float
-    luminosity_fb: float | None
-
-
-# --------------------------------------------------------------------------- helpers
-
-#: one mathtext parser for every PDF page (see _SharedMathtext)
-_PDF_MATHTEXT = MathTextParser("path")
-
-
-class _SharedMathtext(Artist):
-    """Draws nothing; gives each PDF page's renderer one shared mathtext parser.
-
-    matplotlib makes a new renderer, and with it a new parser with an empty cache, for every
-    saved page, so the same log-axis tick labels were parsed again on each page (about a third
-    of a page's time). Drawn first (lowest zorder), before any text is measured.
-    """
-
-    zorder = -1e9
-
-    def draw(self, renderer: Any) -> None:
-        """Point the renderer's text-to-path helper at the shared parser."""
-        text2path = getattr(renderer, "_text2path", None)
-        if getattr(text2path, "mathtext_parser", None) is not None:
-            text2path.mathtext_parser = _PDF_MATHTEXT
-
-
-@contextmanager
-def _style() -> Iterator[None]:
-    """mplhep's ATLAS style plus settings that keep hundreds of pages fast and small."""
-    with (
-        mpl.style.context(mplhep.style.ATLAS),
-        mpl.rc_context(
-            {
-                "pdf.compression": 6,
-                "path.simplify": True,
-                "axes.titley": 1.0,  # fixed title position: no tick-label measuring per page
-                "axes.titlepad": 5.0,
-            }
-        ),
-    ):
-        yield
-
-
-def _figure(width: float, height: float) -> Figure:
-    """A pyplot-free Agg figure (nothing to close, no global state)."""
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save_png(fig: Figure, path: Path, dpi: int = 110) -> Path:
-    """Write ``fig`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    return path
-
-
-def _rlabel(info: LabelInfo) -> str:
-    """``√s = 13 TeV, 36.6 fb⁻¹`` (no luminosity when unknown).
-
-    Written out rather than left to mplhep: its ``$\\sqrt{s}$`` makes mathtext warn about a
-    missing radical glyph with the ATLAS fonts on every page.
-    """
-    com = info.sqrt_s_tev
-    energy = f"{int(com)}" if float(com).is_integer() else f"{com:g}"
-    text = f"√s = {energy} TeV"
-    if info.luminosity_fb is not None:
-        text += f", {info.luminosity_fb:.3g} $\\mathrm{{fb}}^{{\\mathrm{{-1}}}}$"
-    return text
-
-
-def _mplhep_label(ax: Axes, **kwargs: Any) -> None:
-    """``mplhep.atlas.label`` without its full-figure redraws.
-
-    mplhep draws the whole (stale) figure before placing each part of the label, only to get
-    text metrics that the renderer gives without drawing; on our own Agg canvas that draw is
-    skipped (the result is pixel-identical, and a label costs milliseconds instead of a
-    third of a second).
-    """
-    canvas = ax.figure.canvas
-    canvas.draw = lambda *args, **kw: None  # instance attribute on our own canvas only
-    try:
-        mplhep.atlas.label(ax=ax, **kwargs)
-    finally:
-        del canvas.draw
-
-
-def _atlas_label(ax: Axes, info: LabelInfo, data: bool = True, loc: int = 4) -> None:
-    """'ATLAS Open Data' (or 'ATLAS Simulation Open Data') with √s and, if known, the lumi."""
-    _mplhep_label(
-        ax,
-        text="Open Data",
-        data=data,
-        rlabel=_rlabel(info),
-        loc=loc,
-        fontstyle=("italic", "normal", "normal", "normal"),
-    )
-
-
-def _mass_label(combo: str) -> str:
-    """``e0e1j0`` -> ``$m_{e_{0}e_{1}j_{0}}$``."""
-    objects, _, tag = combo.partition("_")
-    parts = re.findall(r"([a-zA-Z])(\d+)", objects)
-    if not parts:
-        return f"m({combo})"
-    body = r"\,".join(f"{_OBJECT_SYMBOLS.get(t, t)}_{{{i}}}" for t, i in parts)
-    return f"$m_{{{body}}}$" + (f" ({tag})" if tag else "")
-
-
-def _fs_pretty(fs: str) -> str:
-    """``2e_0m_1j_0g_0t_0b`` -> ``2e 1j`` (non-zero multiplicities, physics symbols)."""
-    items = []
-    parts = fs.split("_")
-    tag = parts.pop() if parts and parts[-1] in ("OS", "SS") else ""
-    for part in parts:
-        m = re.fullmatch(r"(\d+)([a-zA-Z])", part)
-        if not m:
-            return fs
-        if int(m.group(1)):
-            items.append(f"{m.group(1)}{_OBJECT_SYMBOLS.get(m.group(2), m.group(2))}")
-    text = "$" + r"\,".join(items) + "$" if items else fs
-    return f"{text} {tag}" if tag else text
-
-
-def _si(x: float, unit: str = "", digits: int = 3) -> str:
-    """``1234567`` -> ``1.23 M`` (with a unit)."""
-    if x is None or not math.isfinite(x):
-        return "n/a"
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= factor:
-            return f"{x / factor:.{digits}g} {prefix}{unit}"
-    return f"{x:.{digits}g} {unit}".rstrip()
-
-
-def _bytes(n: float | None) -> str:
-    """Bytes in binary units."""
-    if n is None:
-        return "n/a"
-    for factor, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if n >= factor:
-            return f"{n / factor:.3g} {unit}"
-    return f"{int(n)} B"
-
-
-def _duration(s: float | None) -> str:
-    """Seconds as ``1 h 02 min 03 s``."""
-    if s is None:
-        return "n/a"
-    s = float(s)
-    if s < 60:
-        return f"{s:.1f} s"
-    h, rem = divmod(int(round(s)), 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h} h {m:02d} min {sec:02d} s" if h else f"{m} min {sec:02d} s"
-
-
-def _count(n: Any) -> str:
-    """Integer with thousands separators (``n/a`` if missing)."""
-    return "n/a" if n is None else f"{int(n):,}"
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The run's ``manifest.json``."""
-    path = run_dir / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no manifest.json; is {run_dir} a run directory?")
-    return json.loads(path.read_text())
-
-
-def _raw_file(run_dir: Path, manifest: Mapping[str, Any]) -> Path:
-    """Where the fine-grid histograms are: manifest ``raw_file``, config.yaml, or the default."""
-    named = manifest.get("raw_file")
-    if named:
-        return run_dir / named
-    cfg = run_dir / "config.yaml"
-    if cfg.is_file():
-        try:
-            data = yaml.safe_load(cfg.read_text()) or {}
-            name = (data.get("histogram_creation_task_config") or {}).get("raw_output_file")
-            if name:
-                return run_dir / "histograms" / name
-        except Exception as exc:  # a broken config must not stop the plots
-            logger.debug("could not read raw_output_file from %s: %s", cfg, exc)
-    return run_dir / DEFAULT_RAW_FILE
-
-
 def _read_th1(directory: Any, name: str) -> Hist1D | None:
     """A TH1 from an open uproot directory (None if absent)."""
     try:
@@ -363,8 +118,7 @@ def _fill_view(view: SpectrumView, spec: Mapping[str, Any], hist_file: Any, raw_
 def load_spectra(run_dir: Path, manifest: Mapping[str, Any]) -> dict[str, list[SpectrumView]]:
     """Every manifest spectrum per group, with its ROI, outlier and raw histograms."""
     out: dict[str, list[SpectrumView]] = {}
-    raw_path = _raw_file(run_dir, manifest)
-    cuts_text = loader_summary(BumpNetCuts(**(manifest.get("bumpnet_cuts") or {})))
+    raw_path = raw_file_path(run_dir, manifest)
     with ExitStack() as stack:
         raw_file = None
         raw_opened = False
@@ -390,7 +144,6 @@ def load_spectra(run_dir: Path, manifest: Mapping[str, Any]) -> dict[str, list[S
                     split=spec.get("split"),
                     hi=spec.get("hi"),
                     rejected=list(spec.get("rejected") or []),
-                    cuts_text=cuts_text,
                 )
                 try:
                     _fill_view(view, spec, hist_file, raw_file)
@@ -448,7 +201,8 @@ def _log_limits(arrays: Iterable[np.ndarray], room: float = 0.55) -> tuple[float
 class _SpectrumPage:
     """The spectrum page, built once (axes, label, note texts) and refilled per spectrum."""
 
-    def __init__(self, info: LabelInfo, data: bool) -> None:
+    def __init__(self, info: LabelInfo, data: bool, cuts_text: str = "") -> None:
+        self.cuts_text = cuts_text or loader_summary(BumpNetCuts())
         self.fig = _figure(8.5, 7.0)
         self.fig.add_artist(_SharedMathtext())
         self.ax = self.fig.add_axes((0.13, 0.17, 0.83, 0.74))
@@ -572,7 +326,7 @@ class _SpectrumPage:
             note = "BumpNet would reject this ROI histogram: " + "; ".join(view.rejected)
             color = COLOR_BAD
         else:
-            note = f"Accepted by BumpNet's loader ({view.cuts_text})"
+            note = f"Accepted by BumpNet's loader ({self.cuts_text})"
             color = COLOR_OK
         if view.problems:
             note += "   |   " + "; ".join(view.problems)
@@ -583,9 +337,10 @@ class _SpectrumPage:
 
 
 def plot_spectra_pdf(
-    spectra: Mapping[str, list[SpectrumView]], info: LabelInfo, path: Path
+    spectra: Mapping[str, list[SpectrumView]], info: LabelInfo, path: Path, cuts_text: str = ""
 ) -> Path | None:
-    """``spectra.pdf``: one page per spectrum, groups in manifest order (None: no spectra)."""
+    """``spectra.pdf``: one page per spectrum, groups in manifest order (None: no spectra);
+    ``cuts_text``: BumpNet's loader cuts in words (:func:`readiness.loader_summary`)."""
     views = [v for group in spectra.values() for v in group]
     if not views:
         return None
@@ -594,11 +349,11 @@ def plot_spectra_pdf(
         for view in views:
             data = view.group != "mc"
             if data not in pages:
-                pages[data] = _SpectrumPage(info, data)
+                pages[data] = _SpectrumPage(info, data, cuts_text)
             pdf.savefig(pages[data].draw(view))
         meta = pdf.infodict()
         meta["Title"] = "BumpNet mass spectra"
-        meta["Creator"] = "bumpnet-masses processor.plots"
+        meta["Creator"] = "bumpnet-masses processor.output.plots"
     return path
 
 
@@ -706,174 +461,6 @@ def plot_overviews(
 # --------------------------------------------------------------------------- summaries
 
 
-def plot_final_state_counts(
-    manifest: Mapping[str, Any], info: LabelInfo, path: Path, top: int = TOP_FINAL_STATES
-) -> Path:
-    """Horizontal bars of events per final state (top ``top``), kept vs dropped."""
-    groups = {g: fs for g, fs in (manifest.get("final_states") or {}).items() if fs}
-    ncol = max(1, len(groups))
-    n_rows = max([min(top, len(fs)) for fs in groups.values()] or [1])
-    label_in, axes_in, right_in = 1.75, 6.0, 0.35  # widths in inches
-    width = ncol * (label_in + axes_in + right_in)
-    fig = _figure(width, max(4.0, 1.6 + 0.26 * n_rows))
-    axes = fig.subplots(1, ncol, squeeze=False)[0]
-    fig.subplots_adjust(
-        left=label_in / width,
-        right=1 - right_in / width,
-        top=1 - 0.55 / fig.get_figheight(),
-        wspace=(label_in + right_in) / axes_in,
-        bottom=0.8 / fig.get_figheight(),
-    )
-    if not groups:
-        axes[0].text(
-            0.5, 0.5, "no final states in this run", ha="center", transform=axes[0].transAxes
-        )
-        axes[0].set_yticks([])
-        axes[0].set_xticks([])
-    for ax, group in zip(axes, list(groups) or ["data"], strict=False):
-        _atlas_label(ax, info, data=group != "mc", loc=0)
-    for ax, (group, fs_map) in zip(axes, groups.items(), strict=False):
-        rows = sorted(
-            ((fs, d or {}) for fs, d in fs_map.items()),
-            key=lambda item: -float(item[1].get("events", 0) or 0),
-        )
-        n_kept = sum(bool(d.get("kept")) for _, d in rows)
-        shown = rows[:top][::-1]
-        events = np.array([float(d.get("events", 0) or 0) for _, d in shown])
-        colors = [COLOR_KEPT if d.get("kept") else COLOR_DROPPED for _, d in shown]
-        y = np.arange(len(shown))
-        ax.barh(y, np.where(events > 0, events, np.nan), color=colors, height=0.75)
-        ax.set_yticks(y, [fs for fs, _ in shown], fontsize=8, family="DejaVu Sans Mono")
-        ax.tick_params(axis="y", which="both", length=0)
-        ax.set_ylim(-0.7, len(shown) - 0.3)
-        pos = events[events > 0]
-        if len(pos):
-            ax.set_xscale("log")
-            ax.set_xlim(max(0.5, pos.min() * 0.5), pos.max() * 8)
-        for yi, ev in zip(y, events, strict=True):
-            if ev > 0:
-                ax.text(ev * 1.12, yi, f"{ev:,.0f}", va="center", fontsize=7, color="0.25")
-        ax.set_xlabel("Events (raw count)" if group == "mc" else "Events")
-        more = f"\n(largest {len(shown)} shown)" if len(rows) > len(shown) else ""
-        ax.legend(
-            handles=[
-                Patch(color=COLOR_KEPT, label=f"kept ({n_kept})"),
-                Patch(
-                    color=COLOR_DROPPED,
-                    label=f"dropped, < min_events_per_fs ({len(rows) - n_kept})",
-                ),
-            ],
-            title=f"{group}: {len(rows)} final states{more}",
-            title_fontsize=9,
-            loc="lower right",
-            fontsize=8,
-            frameon=True,
-        )
-    return _save_png(fig, path)
-
-
-def plot_cutflow(manifest: Mapping[str, Any], info: LabelInfo, path: Path) -> Path:
-    """Bars of the cutflow steps with the event numbers and fractions of events read."""
-    cutflow = manifest.get("cutflow_total") or {}
-    steps = [s for s in CUTFLOW_LABELS if s in cutflow]
-    steps += [s for s in cutflow if s not in CUTFLOW_LABELS]
-    values = np.array([float(cutflow[s] or 0) for s in steps])
-    fig = _figure(9.0, 6.5)
-    ax = fig.add_axes((0.13, 0.13, 0.83, 0.77))
-    _atlas_label(ax, info, data=True, loc=0)
-    if not steps:
-        ax.text(0.5, 0.5, "no cutflow in the manifest", ha="center", transform=ax.transAxes)
-    else:
-        x = np.arange(len(steps))
-        colors = [COLOR_KEPT] * len(steps)
-        if "final_states_kept" in steps:
-            colors[steps.index("final_states_kept")] = "#5b8fd1"
-        ax.bar(x, values, color=colors, width=0.65)
-        ax.set_xticks(x, [CUTFLOW_LABELS.get(s, s) for s in steps], fontsize=11)
-        ax.tick_params(axis="x", which="both", length=0)
-        first = values[0] if len(values) and values[0] > 0 else None
-        top = values.max() if values.max() > 0 else 1.0
-        for xi, v in zip(x, values, strict=True):
-            frac = f"\n({100 * v / first:.3g} %)" if first else ""
-            ax.text(xi, v + 0.02 * top, f"{v:,.0f}{frac}", ha="center", va="bottom", fontsize=10)
-        ax.set_ylim(0, top * 1.3)
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _si(v, digits=3) if v else "0"))
-        ax.set_xlim(-0.6, len(steps) - 0.4)
-    ax.set_ylabel("Events")
-    return _save_png(fig, path)
-
-
-def _spectra_counts(manifest: Mapping[str, Any]) -> str:
-    """``data: 12 (3), mc: 10 (2)``: spectra per group and how many BumpNet would reject."""
-    parts = []
-    for group, entry in (manifest.get("histograms") or {}).items():
-        specs = (entry or {}).get("spectra") or []
-        parts.append(f"{group}: {len(specs)} ({sum(bool(s.get('rejected')) for s in specs)})")
-    return ", ".join(parts) or "none"
-
-
-def plot_processing_summary(manifest: Mapping[str, Any], info: LabelInfo, path: Path) -> Path:
-    """A table of the run's processing figures."""
-    p = manifest.get("processing") or {}
-    wall = p.get("wall_time_s")
-    bytes_read = p.get("bytes_read")
-    rate_b = bytes_read / wall if bytes_read and wall else None
-    status = str(manifest.get("status", "unknown"))
-    lumi = info.luminosity_fb
-    n_failed_files = p.get("n_failed_files") or 0
-    n_failed_chunks = p.get("n_failed_chunks") or 0
-    rows = [
-        ("Status", status),
-        ("Release", str(manifest.get("release") or "n/a (local input)")),
-        (
-            "√s / luminosity",
-            f"{info.sqrt_s_tev:g} TeV / "
-            + (f"{lumi:.3g} $\\mathrm{{fb}}^{{\\mathrm{{-1}}}}$" if lumi is not None else "n/a"),
-        ),
-        ("Events processed", _count(p.get("events"))),
-        ("Wall time", _duration(wall)),
-        ("Throughput", _si(p.get("events_per_s") or float("nan")) + " events/s"),
-        ("Bytes read", _bytes(bytes_read) + (f"  ({_bytes(rate_b)}/s)" if rate_b else "")),
-        ("Files read / failed", f"{_count(p.get('n_files'))} / {_count(p.get('n_failed_files'))}"),
-        ("Chunks / failed", f"{_count(p.get('chunks'))} / {_count(p.get('n_failed_chunks'))}"),
-        ("Accumulator size", _bytes(p.get("accumulator_bytes"))),
-        ("Spectra (BumpNet would reject)", _spectra_counts(manifest)),
-    ]
-    fig = _figure(8.0, 5.2)
-    ax = fig.add_axes((0.05, 0.02, 0.9, 0.8))
-    _atlas_label(ax, info, data=True, loc=0)
-    ax.set_axis_off()
-    fig.text(0.05, 0.965, "Processing summary", fontsize=15, fontweight="bold", va="top")
-    table = ax.table(
-        cellText=[[k, v] for k, v in rows],
-        colWidths=[0.42, 0.58],
-        cellLoc="left",
-        loc="upper center",
-        edges="horizontal",
-    )
-    table.auto_set_font_size(False)
-    table.set_fontsize(12)
-    table.scale(1.0, 1.9)
-    for (r, c), cell in table.get_celld().items():
-        cell.set_edgecolor("0.8")
-        if c == 0:
-            cell.get_text().set_color("0.3")
-        if c != 1:
-            continue
-        key = rows[r][0]
-        if key == "Status":
-            cell.get_text().set_color(COLOR_OK if status == "ok" else COLOR_BAD)
-            cell.get_text().set_fontweight("bold")
-        elif (key == "Files read / failed" and n_failed_files) or (
-            key == "Chunks / failed" and n_failed_chunks
-        ):
-            cell.get_text().set_color(COLOR_BAD)
-    return _save_png(fig, path)
-
-
-# --------------------------------------------------------------------------- entry point
-
-
 def _label_info(manifest: Mapping[str, Any]) -> LabelInfo:
     """√s (default 13 TeV) and luminosity (None: unknown) from the manifest."""
     sqrt_s = manifest.get("sqrt_s_tev") or 13
@@ -902,16 +489,17 @@ def make_plots(run_dir: str | Path) -> list[Path]:
     """
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
+    manifest = read_manifest(run_dir, check=False)
     plots = run_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     info = _label_info(manifest)
     spectra = load_spectra(run_dir, manifest)
+    cuts = loader_summary(BumpNetCuts(**(manifest.get("bumpnet_cuts") or {})))
     written: list[Path] = []
     failures: list[str] = []
 
     jobs: list[tuple[str, Callable[[], Path | list[Path] | None]]] = [
-        ("spectra.pdf", lambda: plot_spectra_pdf(spectra, info, plots / "spectra.pdf")),
+        ("spectra.pdf", lambda: plot_spectra_pdf(spectra, info, plots / "spectra.pdf", cuts)),
         ("spectra overviews", lambda: plot_overviews(spectra, info, plots)),
         (
             "final_state_counts.png",

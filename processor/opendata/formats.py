@@ -9,16 +9,14 @@ from typing import Any
 
 import awkward as ak
 
+from processor.errors import FormatError  # noqa: F401  (re-exported)
+
 log = logging.getLogger(__name__)
 
 MUON_MASS_GEV = 0.1056583755
 
 # quality name -> how to compute a boolean from the branches of a collection.
 FlagRule = Callable[[Callable[[str], ak.Array]], ak.Array]
-
-
-class FormatError(ValueError):
-    """A file does not match the expected (or any known) ATLAS Open Data format."""
 
 
 @dataclass(frozen=True)
@@ -236,9 +234,6 @@ FORMATS: dict[str, Format] = {
         weight_branch="EventInfoAuxDyn.mcEventWeights",
     ),
 }
-
-#: integrated luminosity of each format's data, pb^-1 (DESIGN §4)
-LUMINOSITY_PB = {"2025e": 36600.0, "2020e": 10000.0, "2016e": 1000.0}
 
 
 def detect_format(

@@ -9,8 +9,8 @@ from functools import lru_cache
 import awkward as ak
 import numpy as np
 
-from .config import CombinationConfig, ObjectSelection
-from .finalstates import (
+from processor.config import CombinationConfig, ObjectSelection
+from processor.physics.finalstates import (
     Pattern,
     combination_label,
     decode,
@@ -19,8 +19,8 @@ from .finalstates import (
     fs_label,
     patterns,
 )
-from .masses import MassEntries, combination_masses
-from .selection import count_limit_mask, object_counts, select_objects
+from processor.physics.masses import MassEntries, combination_masses
+from processor.physics.selection import count_limit_mask, object_counts, select_objects
 
 #: cutflow steps in order (event counts)
 CUTFLOW_STEPS = ("events_read", "after_count_limits", "in_final_state", "with_combination")

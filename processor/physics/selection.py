@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import awkward as ak
 import numpy as np
 
-from .config import ObjectSelection
+from processor.config import ObjectSelection
 
 
 def select_objects(

@@ -9,8 +9,8 @@ from typing import Any
 import hist
 import numpy as np
 
-from .analysis import ChunkAnalysis, combo_key
-from .finalstates import decode, fs_label
+from processor.physics.analysis import ChunkAnalysis, combo_key
+from processor.physics.finalstates import decode, fs_label
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,11 @@ class MassGrid:
 
     width: float = 5.0
     mass_max: float = 13000.0
+
+    @classmethod
+    def from_config(cls, mass_cfg: Any) -> MassGrid:
+        """The grid of ``mass_calculation_task_config`` (``fine_bin_width_gev``, ``mass_max_gev``)."""
+        return cls(mass_cfg.fine_bin_width_gev, mass_cfg.mass_max_gev)
 
     @property
     def n_bins(self) -> int:

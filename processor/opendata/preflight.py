@@ -8,13 +8,14 @@ from typing import Any
 
 import uproot
 
-from .config import Config
-from .formats import FormatError, detect_format, required_branches
-from .weights import default_scale_factors, weight_branches
+from processor.config import Config
+from processor.opendata.formats import FormatError, detect_format, required_branches
+from processor.opendata.releases import TREE_CANDIDATES
+from processor.opendata.weights import default_scale_factors, weight_branches
 
 log = logging.getLogger(__name__)
 
-KNOWN_TREES = ("analysis", "mini", "CollectionTree")
+KNOWN_TREES = TREE_CANDIDATES
 
 
 @dataclass

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from processor.errors import DataAccessError  # noqa: F401  (re-exported)
+
 log = logging.getLogger(__name__)
 
 #: Seconds uproot/fsspec wait for a remote read before giving up (HTTP total per request;
@@ -46,10 +48,6 @@ _NET_BLOCK = 64 * 1024
 _MAX_BACKOFF_S = 8.0
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _CHECKSUM_RE = re.compile(r"^(adler32|sha256|md5|sha1):([0-9a-f]+)$", re.IGNORECASE)
-
-
-class DataAccessError(RuntimeError):
-    """A file, URL or metadata entry cannot be reached or is wrong; the message says the fix."""
 
 
 def uproot_options(timeout_s: float | None = None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import Config, ConfigError, load_config
+from processor.config import Config, ConfigError, load_config
 
 log = logging.getLogger("bumpnet")
 
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     _check_args(args, parser)
     import distributed  # noqa: F401  (its import configures logging; ours must come after)
 
-    from . import app  # heavy imports only after argument parsing
+    from processor.run import app  # heavy imports only after argument parsing
 
     setup_logging(args.log_level)
 

@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import hist
 import numpy as np
 
-from .config import BumpNetCuts, Config
-from .histograms import MassGrid
-from .naming import OUTLIER_PREFIX, VIEWS, NameStyle, spectrum_name, strip_view, view_name
-from .readiness import Verdict, category_collisions, loader_verdict
+from processor.config import BumpNetCuts, Config
+from processor.output.naming import (
+    OUTLIER_PREFIX,
+    VIEWS,
+    NameStyle,
+    spectrum_name,
+    strip_view,
+    view_name,
+)
+from processor.output.readiness import Verdict, category_collisions, loader_verdict
+from processor.physics.histograms import MassGrid
 
 
 @dataclass
@@ -307,6 +315,13 @@ def blacklist_matcher(blacklist: list[str]) -> Callable[[str], bool]:
     return match
 
 
+def unmatched_blacklist(blacklist: list[str], groups: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Blacklist entries that matched no spectrum of any sample group (manifest group records,
+    each with its ``blacklisted`` ROI names)."""
+    hit = [strip_view(n) for g in groups for n in g.get("blacklisted", [])]
+    return [b for b in blacklist if not any(map(blacklist_matcher([b]), hit))]
+
+
 def postprocess(
     hists: Mapping[tuple[str, str], hist.Hist],
     fs_events: Mapping[str, int],
@@ -344,3 +359,22 @@ def postprocess(
     collisions = category_collisions(roi_names) if hc.use_bumpnet_naming else []
     blacklisted = [s.roi_name for s in spectra if s.blacklisted]
     return PostProcessResult(spectra, kept, dropped, collisions, overflow, blacklisted)
+
+
+def postprocess_groups(out: Mapping[str, Any], config: Config) -> dict[str, PostProcessResult]:
+    """Post-process every sample group of an accumulator (``tasks.do_post_processing`` off:
+    every final state is kept and nothing is written); with MC by process, each group's
+    per-process components are cut and binned like their sum."""
+    grid = MassGrid.from_config(config.mass_calculation_task_config)
+    weighted = config.mass_calculation_task_config.weighting == "mc"
+    by_process = config.histogram_creation_task_config.stacks_wanted()
+    results: dict[str, PostProcessResult] = {}
+    for group, content in sorted(out["groups"].items()):
+        if config.tasks.do_post_processing:
+            components = content.get("components") if by_process else None
+            results[group] = postprocess(
+                content["hists"], content["fs_events"], grid, config, weighted, components
+            )
+        else:
+            results[group] = PostProcessResult([], dict(content["fs_events"]), {}, [], {})
+    return results

@@ -8,14 +8,15 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from .formats import LUMINOSITY_PB, Format, FormatError
+from processor.opendata.formats import Format, FormatError
+from processor.opendata.releases import format_luminosity_pb
 
 
 def luminosity_pb(fmt: Format, override: float | None) -> float:
     """Integrated luminosity used for MC normalisation, pb^-1."""
     if override is not None:
         return float(override)
-    return LUMINOSITY_PB.get(fmt.name, 36600.0)
+    return format_luminosity_pb(fmt.name)
 
 
 def default_scale_factors(fmt: Format, btagging: bool) -> tuple[str, ...]:

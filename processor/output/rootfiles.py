@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +12,8 @@ import hist
 import numpy as np
 import uproot
 
-from .analysis import CUTFLOW_STEPS
-from .histograms import MassGrid
-from .naming import (
+from processor.fsutil import atomic_path
+from processor.output.naming import (
     OUTLIER_PREFIX,
     VIEWS,
     fs_count_name,
@@ -24,8 +21,8 @@ from .naming import (
     parse_raw_name,
     raw_name,
 )
-from .postprocess import PostProcessResult
-from .stacks import (
+from processor.output.postprocess import PostProcessResult
+from processor.output.stacks import (
     FALLBACK_DIR,
     WRITER_FALLBACK,
     WRITER_STACKS,
@@ -35,6 +32,8 @@ from .stacks import (
     write_with_pyroot,
     write_with_uproot,
 )
+from processor.physics.analysis import CUTFLOW_STEPS
+from processor.physics.histograms import MassGrid
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +41,11 @@ log = logging.getLogger(__name__)
 RAW_COMPONENTS_DIR = "by_process"
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; rename it to ``path`` only if the block succeeds."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def bumpnet_filename(hist_cfg: Any, group: str) -> str:
+    """BumpNet file name of a sample group from ``histogram_creation_task_config``
+    (``output_file``; MC gets an ``_mc`` suffix)."""
+    name = hist_cfg.output_file
+    return name if group == "data" else name.replace(".root", f"_{group}.root")
 
 
 @dataclass
@@ -87,8 +79,8 @@ def bumpnet_items(
 def write_bumpnet_file(
     path: str | Path,
     result: PostProcessResult,
-    views: tuple[str, ...] = ("ROI",),
-    by_process: bool = False,
+    views: tuple[str, ...] = VIEWS,
+    by_process: bool = True,
 ) -> BumpNetFile:
     """Write a sample group's BumpNet file atomically.
 

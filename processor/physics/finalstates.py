@@ -9,7 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .config import CATEGORY_ORDER, COMBO_ORDER, CombinationConfig
+from processor.config import CATEGORY_ORDER, COMBO_ORDER, CombinationConfig
 
 _BITS = 4  # counts are at most 8 (config limit), 4 bits each
 

@@ -215,6 +215,57 @@ def readiness_records(spectra: Iterable[Any]) -> list[dict[str, Any]]:
     return [dict(row.__dict__) for row in readiness_rows(spectra)]
 
 
+def readiness_table(result: Any) -> list[dict[str, Any]]:
+    """One record per spectrum of a sample group (``PostProcessResult``): its names, the
+    post-processing edges, bins, entries, and BumpNet's loader verdict (``rejected``: the
+    reasons, empty when accepted; ``bumpnet``: what the loader would keep). These records are
+    the ``spectra`` of the group's manifest entry; the notebook shows them."""
+    records = []
+    for s, row in zip(result.spectra, readiness_rows(result.spectra), strict=True):
+        written = s.roi is not None and not s.blacklisted
+        records.append(
+            {
+                "roi_name": s.roi_name if s.roi is not None else None,
+                "outlier_name": s.outlier_name if s.outliers is not None else None,
+                "has_outliers": s.outliers is not None,
+                "written": written,
+                "blacklisted": bool(s.blacklisted),
+                "fs": s.fs,
+                "combo": s.combo,
+                "lo": s.lo,
+                "split": s.split,
+                "hi": s.hi,
+                "n_bins": row.n_bins,
+                "entries": row.entries,
+                "removed": s.removed,
+                "rejected": row.reasons,
+                "bumpnet": {
+                    "accepted": row.accepted,
+                    "loader_name": row.loader_name,
+                    "bins_after_trim": row.bins_after_trim,
+                    "entries_after_trim": row.entries_after_trim,
+                    "codes": row.codes,
+                },
+            }
+        )
+    return records
+
+
+def group_readiness(result: Any) -> dict[str, Any]:
+    """A sample group's readiness summary: spectra records, how many are written and how many
+    BumpNet's loader would use, why the others fail, collisions and blacklisted names."""
+    spectra = readiness_table(result)
+    rows = readiness_rows(result.spectra)
+    return {
+        "spectra": spectra,
+        "n_written": sum(1 for r in spectra if r["written"]),
+        "n_bumpnet_ready": sum(1 for row in rows if row.accepted),
+        "rejection_counts": reason_counts(rows),
+        "collisions": result.collisions,
+        "blacklisted": list(result.blacklisted),
+    }
+
+
 def reason_counts(rows: Iterable[ReadinessRow]) -> dict[str, int]:
     """How many spectra fail for each kind of reason (by code), most frequent first."""
     counts: dict[str, int] = defaultdict(int)

@@ -12,42 +12,30 @@ from typing import Any
 
 import uproot
 
-from .config import Config, ConfigError
-from .download import DataAccessError, uproot_options
-from .formats import FormatError
-from .mass_processor import ChunkError
-from .opendata import FilesetPlan, build_fileset
-from .pipeline import (
-    InputError,
+from processor.config import Config
+from processor.errors import BumpnetError, ConfigError, DataAccessError
+from processor.opendata.download import uproot_options
+from processor.opendata.fileset import FilesetPlan, build_fileset
+from processor.physics.accumulator import merge_outputs, total_cutflow
+from processor.run.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
+from processor.run.execute import (
     ProcessingResult,
-    finish_run,
-    load_run_output,
     make_executor,
-    merge_outputs,
     preflight,
     process_and_accumulate,
-    regenerate_plots,
-    total_cutflow,
 )
-from .rundir import attach_log_file, new_run_dir, run_context, write_config, write_json
+from processor.run.finish import finish_run, regenerate_plots, run_release
+from processor.run.merge import load_run_output
+from processor.run.rundir import attach_log_file, new_run_dir, run_context, write_config, write_json
 
 log = logging.getLogger("bumpnet")
 
-try:  # the cluster package is part of the project; PBS support needs dask-jobqueue
-    from cluster.errors import ClusterStartError
-except ImportError:  # pragma: no cover
-    ClusterStartError = RuntimeError  # type: ignore[misc,assignment]
-
+#: errors whose message is already one explained line (ours, plus two of the libraries')
 KNOWN_ERRORS: tuple[type[BaseException], ...] = (
-    DataAccessError,
-    InputError,
-    ChunkError,
-    FormatError,
-    ClusterStartError,
+    BumpnetError,
     FileNotFoundError,
     uproot.KeyInFileError,
 )
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 3
 
 
 def one_line(exc: BaseException) -> str:
@@ -92,7 +80,7 @@ def plan_inputs(args: argparse.Namespace, config: Config, run_dir: Path | None) 
     parsing = config.parsing_task_config
     inputs = parsing.inputs
     if args.demo:
-        from .synthetic import make_demo_sample
+        from processor.synthetic import make_demo_sample
 
         inputs = [str(p) for p in make_demo_sample()]
     plan = build_fileset(
@@ -172,26 +160,6 @@ def cluster_client(args: argparse.Namespace, config: Config, run_dir: Path) -> I
         yield client
 
 
-def _inputs_manifest(result: ProcessingResult) -> list[dict[str, Any]]:
-    processed = result.out.get("files", {})
-    failed = {f["file"]: f["reason"] for f in result.failures}
-    rows = []
-    for r in result.reports:
-        rows.append(
-            {
-                "file": r.file,
-                "dataset": r.dataset,
-                "tree": r.tree,
-                "format": r.format,
-                "entries_expected": r.entries,
-                "entries_processed": int(processed.get(r.file, 0)),
-                "status": "failed" if r.file in failed else "ok",
-                "error": failed.get(r.file),
-            }
-        )
-    return rows
-
-
 def run(args: argparse.Namespace, config: Config) -> int:
     """Process the inputs and write a run directory."""
     if args.dry_run:
@@ -237,14 +205,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 uproot_options=plan.uproot_options or uproot_options(),
             )
         is_shard = args.batch_job_index is not None
+        result.wall_time_s = time.perf_counter() - started
         manifest = finish_run(
             out_dir,
             config,
-            result.out,
-            inputs=_inputs_manifest(result),
-            failures=result.failures,
-            metrics=result.metrics,
-            wall_time_s=time.perf_counter() - started,
+            result,
             context={
                 **context,
                 "mode": "pbs"
@@ -253,8 +218,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 "run_dir": str(out_dir),
             },
             datasets=plan.datasets,
-            make_plots=False if is_shard else None,
-            release=None if args.demo else "config",
+            plots=not is_shard,
+            release=run_release(config, demo=args.demo),
         )
         print_summary(out_dir, manifest)
         return EXIT_PARTIAL if manifest["status"] == "partial" else EXIT_OK
@@ -337,14 +302,19 @@ def merge_only(args: argparse.Namespace, config: Config) -> int:
     handler = attach_log_file(run_dir, "merge.log")
     try:
         write_config(run_dir, config)
+        result = ProcessingResult(
+            merged,
+            [],
+            {"merged_from": [str(s) for s in sources]},
+            wall + (time.perf_counter() - started),
+            recorded_inputs=inputs,
+            recorded_failures=failures,
+        )
         manifest = finish_run(
             run_dir,
             config,
-            merged,
-            inputs=inputs,
-            failures=failures,
-            metrics={"merged_from": [str(s) for s in sources]},
-            wall_time_s=wall + (time.perf_counter() - started),
+            result,
+            release=run_release(config),
             context={
                 **run_context(),
                 "mode": "merge",

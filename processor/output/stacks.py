@@ -49,7 +49,9 @@ def component_key(group: str, view: str) -> str:
 def _import_root() -> Any:
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"\s*This distribution of ROOT is in alpha stage")
+            warnings.filterwarnings(
+                "ignore", message=r"\s*This distribution of ROOT is in alpha stage"
+            )
             import ROOT
     except Exception as exc:  # ImportError, or a broken ROOT installation
         log.debug("PyROOT not usable: %s", exc)

@@ -12,8 +12,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .output import atomic_path
+from processor.config import Config
+from processor.fsutil import atomic_path, atomic_write_json
 
 SUBDIRS = ("histograms", "plots", "logs")
 PACKAGES = (
@@ -31,18 +31,22 @@ PACKAGES = (
 )
 
 
+def default_run_dir(config: Config, stamp: str | None = None) -> Path:
+    """The naming rule of new run directories: ``{base_output_dir}/{run_name}_{YYYYMMDD_HHMMSS}``,
+    with ``_1``, ``_2``, ... appended when that name is taken (two runs in the same second)."""
+    stamp = stamp or dt.datetime.now().strftime("%Y%m%d_%H%M%S")
+    base = Path(config.run_metadata.base_output_dir)
+    path = base / f"{config.run_metadata.run_name}_{stamp}"
+    n = 1
+    while path.exists():
+        path = base / f"{config.run_metadata.run_name}_{stamp}_{n}"
+        n += 1
+    return path
+
+
 def new_run_dir(config: Config, run_dir: str | Path | None = None) -> Path:
     """``{base_output_dir}/{run_name}_{YYYYMMDD_HHMMSS}/`` (or ``run_dir``), with its subfolders."""
-    if run_dir is None:
-        stamp = dt.datetime.now().strftime("%Y%m%d_%H%M%S")
-        base = Path(config.run_metadata.base_output_dir)
-        path = base / f"{config.run_metadata.run_name}_{stamp}"
-        n = 1
-        while path.exists():  # two runs in the same second
-            path = base / f"{config.run_metadata.run_name}_{stamp}_{n}"
-            n += 1
-    else:
-        path = Path(run_dir)
+    path = default_run_dir(config) if run_dir is None else Path(run_dir)
     for sub in SUBDIRS:
         (path / sub).mkdir(parents=True, exist_ok=True)
     return path
@@ -50,8 +54,7 @@ def new_run_dir(config: Config, run_dir: str | Path | None = None) -> Path:
 
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    atomic_write_json(path, data)
 
 
 def read_json(path: str | Path) -> Any:

@@ -8,18 +8,20 @@ from typing import Any
 import awkward as ak
 from coffea import processor
 
-from .analysis import analyse_objects
-from .config import Config
-from .formats import FormatError, detect_format, missing_types, read_collections
-from .histograms import MassGrid, fill_chunk
-from .mcgroups import group_of_metadata
-from .weights import default_scale_factors, luminosity_pb, mc_weights
+from processor.config import Config
+from processor.errors import ChunkError  # noqa: F401  (re-exported)
+from processor.opendata.formats import (
+    FormatError,
+    detect_format,
+    missing_types,
+    read_collections,
+)
+from processor.opendata.weights import default_scale_factors, luminosity_pb, mc_weights
+from processor.output.mcgroups import group_of_metadata
+from processor.physics.analysis import analyse_objects
+from processor.physics.histograms import MassGrid, fill_chunk
 
 log = logging.getLogger(__name__)
-
-
-class ChunkError(RuntimeError):
-    """A chunk could not be processed; the message names the file and entry range."""
 
 
 class MassProcessor(processor.ProcessorABC):

@@ -9,7 +9,7 @@ import awkward as ak
 import numpy as np
 import vector
 
-from .finalstates import Pattern
+from processor.physics.finalstates import Pattern
 
 #: masses used by the 'pdg' hypothesis (the original's choice: jets and b-jets massless), GeV
 PDG_MASS_GEV = {"e": 0.00051099895, "m": 0.1056583755, "t": 1.77686, "g": 0.0, "j": 0.0, "b": 0.0}

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .finalstates import fs_label
+from processor.physics.finalstates import fs_label
 
 #: Object types in BumpNet's combination-label order: e, m, j, b, Z, g, t.
 BUMPNET_COMBO_ORDER = ("e", "m", "j", "b", "Z", "g", "t")

@@ -1,0 +1,50 @@
+"""The accumulator one run adds up: its shape, an empty one, totals and the merge of several.
+
+Shape (what ``MassProcessor.process`` returns per chunk and coffea adds up)::
+
+    {
+      "groups":   {group ("data"|"mc"): {
+                       "hists":    {(final state, combination): hist.Hist on the MassGrid},
+                       "fs_events": {final state: raw event count},
+                       "fs_sumw":   {final state: sum of weights},
+                   }},
+      "cutflow":  {dataset: {step: events}},       # steps: analysis.CUTFLOW_STEPS
+      "files":    {file: entries processed},
+      "formats":  {file: format name},
+      "failures": {file: {"start-stop": reason}},  # chunks skipped with skipbadfiles
+    }
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from coffea.processor import accumulate
+
+from processor.physics.analysis import CUTFLOW_STEPS
+
+#: the top-level keys of an accumulator
+KEYS = ("groups", "cutflow", "files", "formats", "failures")
+
+
+def empty_output() -> dict[str, Any]:
+    """The accumulator of a run that processed nothing."""
+    return {"groups": {}, "cutflow": {}, "files": {}, "formats": {}, "failures": {}}
+
+
+def total_cutflow(out: Mapping[str, Any]) -> dict[str, int]:
+    """Cutflow summed over datasets."""
+    total = dict.fromkeys(CUTFLOW_STEPS, 0)
+    for steps in out.get("cutflow", {}).values():
+        for k, v in steps.items():
+            total[k] = total.get(k, 0) + int(v)
+    return total
+
+
+def merge_outputs(outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add accumulators (histograms, counts, cutflows) of several runs or shards."""
+    merged = accumulate(outputs) if outputs else empty_output()
+    for key, value in empty_output().items():
+        merged.setdefault(key, value)
+    return merged
