@@ -25,14 +25,16 @@ REF = Path(__file__).resolve().parent / "data" / "seed_reference"
 
 
 def seed_config() -> Config:
-    """naming: seed, plus (where this version has them) Z candidates and charge tags off."""
+    """naming: seed, plus (where this version has them) Z candidates, charge tags and
+    three-lepton pair masses off."""
     data: dict[str, Any] = {"histogram_creation_task_config": {"naming": "seed"}}
     fields = ObjectSelection.model_fields
     selection: dict[str, Any] = {}
     if "z_candidates" in fields:
         selection["z_candidates"] = {"enabled": False}
-    if "charge_tags" in fields:
-        selection["charge_tags"] = False
+    for switch in ("charge_tags", "three_lepton_pairs"):
+        if switch in fields:
+            selection[switch] = False
     if selection:
         data["object_selection"] = selection
     return validate_config(data)
