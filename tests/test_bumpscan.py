@@ -14,7 +14,7 @@ from pyBumpHunter import BumpHunter1D
 from pydantic import ValidationError
 from scipy import integrate, stats
 
-from processor import bumpfit, bumpscan
+from processor.output import bumpfit, bumpscan
 from processor.output.bumpfit import _choose
 from processor.output.bumpscan import (
     BumpScanConfig,
