@@ -281,3 +281,50 @@ def test_raw_file_keeps_the_components_and_reads_them_back(tmp_path):
                 back["mc"]["components"][proc][key].values(flow=True), h.values(flow=True)
             )
     assert back["mc"]["hists"].keys() == totals.keys()
+
+
+@pytest.fixture(scope="module")
+def mc_fileset(tmp_path_factory):
+    """Three small synthetic MC datasets (ttbar, Zee, a Z') and one data file, with the
+    release metadata a fileset carries."""
+    from processor.synthetic import write_sample
+
+    d = tmp_path_factory.mktemp("mc")
+    fileset = {}
+    for i, (short, dsid) in enumerate(
+        (
+            ("PhPy8EG_A14_ttbar_hdamp258p75_nonallhad", 410470),
+            ("Sh_2211_Zee_maxHTpTV2_BFilter", 700320),
+            ("Pythia8EvtGen_A14NNPDF23LO_zprime3000_tt", 301333),
+        )
+    ):
+        path = write_sample(
+            d / f"mc_{dsid}.root", "2025e", 3_000, seed=10 + i, kind="mc", dsid=dsid
+        )
+        fileset[f"mc_{dsid}"] = {
+            "files": {str(path): "analysis"},
+            "metadata": {"is_mc": True, "dsid": dsid, "physics_short": short},
+        }
+    data = write_sample(d / "data.root", "2025e", 3_000, seed=20, kind="data")
+    fileset["data"] = {"files": {str(data): "analysis"}, "metadata": {"is_mc": False}}
+    return fileset
+
+
+def test_the_processor_keeps_mc_by_process_group(mc_fileset):
+    from helpers import run_processor
+
+    out, _ = run_processor(mc_fileset, _cfg(), chunksize=1_000)
+    mc = out["groups"]["mc"]
+    assert sorted(mc["components"]) == ["Pythia8EvtGen_A14NNPDF23LO_zprime3000_tt", "Zee", "ttbar"]
+    assert "components" not in out["groups"]["data"]
+    for key, total in mc["hists"].items():
+        parts = [c[key].values(flow=True) for c in mc["components"].values() if key in c]
+        np.testing.assert_array_equal(
+            np.sum(parts, axis=0), total.values(flow=True), err_msg=str(key)
+        )
+    off, _ = run_processor(mc_fileset, _cfg(mc_by_process=False), chunksize=1_000)
+    assert "components" not in off["groups"]["mc"]
+    seed, _ = run_processor(mc_fileset, _cfg(naming="seed"), chunksize=1_000)
+    assert "components" not in seed["groups"]["mc"]
+    mapped, _ = run_processor(mc_fileset, _cfg(mc_groups={"top": ["tt"]}), chunksize=1_000)
+    assert sorted(mapped["groups"]["mc"]["components"]) == ["Sh_2211_Zee_maxHTpTV2_BFilter", "top"]
