@@ -58,6 +58,8 @@ logger = logging.getLogger(__name__)
 OVERVIEW_PANELS = 16
 #: final states shown per group in final_state_counts.png
 TOP_FINAL_STATES = summary_plots.TOP_FINAL_STATES
+
+
 #: cutflow steps in display order, with their axis labels
 def _read_th1(directory: Any, name: str) -> Hist1D | None:
     """A TH1 from an open uproot directory (None if absent)."""
