@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint setup-demo setup-test testbed
+.PHONY: demo test test-lowest lint setup-demo setup-test testbed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ setup-test: $(VENV)/.test-installed
 
 ## demo: set up the environment and run the full pipeline on the built-in synthetic sample
 demo: setup-demo
-	$(BIN)/python runner.py --local --demo
+	$(BIN)/bumpnet-masses --local --demo
 
 ## testbed: start the local Slurm/Torque batch system the `pbs` tests use (needs root)
 testbed:
@@ -32,6 +32,11 @@ testbed:
 ## test: set up the environment, start the local batch system (root only) and run every test
 test: setup-test testbed
 	$(BIN)/python -m pytest
+
+## test-lowest: the lowest allowed core versions (pyproject's >= bounds) in a separate venv, fast tests
+## (minutes: a fresh resolve and install; not part of `make test`)
+test-lowest:
+	PYTHON=$(PYTHON) .ci/test-lowest
 
 lint: setup-test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -30,7 +30,7 @@ from distributed.security import Security
 from distributed.utils import get_ip, get_ip_interface
 
 from cluster._jobqueue import HTCondorCluster, Job, JobQueueCluster, PBSCluster, SLURMCluster
-from cluster.config import BatchClusterConfig
+from cluster.config import BatchClusterConfig, walltime_seconds
 from cluster.errors import JobSubmitError
 from cluster.jobs import ensure_jobs_gone
 
@@ -215,6 +215,7 @@ def _job_kwargs(cfg: BatchClusterConfig, log_dir: Path, job_directory: Path) -> 
         "python": cfg.python or sys.executable,
         "log_directory": str(log_dir),
         "job_script_prologue": prologue,
+        "worker_extra_args": worker_lifetime_args(cfg),
     }
     if cfg.kind == "htcondor":
         extra = dict(_split_directive(d) for d in cfg.job_extra_directives)
@@ -230,6 +231,47 @@ def _job_kwargs(cfg: BatchClusterConfig, log_dir: Path, job_directory: Path) -> 
     elif cfg.resource_spec:
         logger.warning("resource_spec is a PBS setting; ignored for kind '%s'", cfg.kind)
     return common
+
+
+def worker_lifetime_args(cfg: BatchClusterConfig) -> list[str]:
+    """``dask worker`` options that retire a worker before its job's walltime ends.
+
+    dask-jobqueue's recipe for walltime-limited jobs: ``--lifetime`` = walltime minus
+    ``lifetime_margin_minutes``, ``--lifetime-stagger`` so that workers leave one by one,
+    and (if configured) ``--lifetime-restart``. Empty for HTCondor (no walltime) or with the
+    margin set to null.
+    """
+    if cfg.kind == "htcondor" or cfg.lifetime_margin_minutes is None:
+        return []
+    lifetime = walltime_seconds(cfg.walltime) - round(cfg.lifetime_margin_minutes * 60)
+    args = [
+        "--lifetime",
+        f"{lifetime}s",
+        "--lifetime-stagger",
+        f"{round(cfg.lifetime_stagger_minutes * 60)}s",
+    ]
+    if cfg.lifetime_restart:
+        args.append("--lifetime-restart")
+    return args
+
+
+def ssh_tunnel_command(dashboard_link: str, login_node: str | None = None) -> str | None:
+    """The ``ssh -N -L PORT:HOST:PORT user@node`` command for a laptop to reach the dashboard.
+
+    ``login_node`` defaults to ``<user>@<this host's FQDN>``: the scheduler (and its dashboard)
+    run in this process, so this host is where the tunnel goes. None if the link has no port.
+    """
+    import getpass
+    import socket
+    from urllib.parse import urlsplit
+
+    if login_node is None:
+        login_node = f"{getpass.getuser()}@{socket.getfqdn()}"
+    parts = urlsplit(dashboard_link)
+    if not parts.hostname or not parts.port:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"ssh -N -L {parts.port}:{host}:{parts.port} {login_node}"
 
 
 def _split_directive(directive: str) -> tuple[str, str]:

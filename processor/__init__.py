@@ -21,6 +21,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from processor._version import __version__ as __version__
+
 _EXPORTS = {
     "BumpnetError": "processor.errors",
     "Config": "processor.config",
@@ -39,7 +41,7 @@ _EXPORTS = {
     "make_plots": "processor.output.plots",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "__version__"])
 
 
 def __getattr__(name: str) -> Any:

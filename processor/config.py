@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +26,17 @@ from processor.errors import ConfigError  # noqa: F401  (re-exported)
 from processor.opendata.releases import FORMAT_NAMES, RELEASE_NAMES
 from processor.output.mcgroups import DEFAULT_MC_GROUPS, validate_mapping
 
+log = logging.getLogger(__name__)
+
 RELEASES = RELEASE_NAMES
+#: config keys (dotted prefixes) that shape the histograms of a chunk: checkpoints, resumes and
+#: merges are only valid between configs that agree on all of them.
+PHYSICS_KEYS = (
+    "object_selection",
+    "mass_calculation_task_config",
+    "parsing_task_config.format",
+    "parsing_task_config.tree_name",
+)
 Release = Literal[RELEASE_NAMES]  # type: ignore[valid-type]
 FormatName = Literal[("auto", *FORMAT_NAMES)]  # type: ignore[valid-type]
 #: Object types in combination-label order (DESIGN §2): e, m, j, b, g, t.
@@ -65,7 +76,7 @@ class Tasks(_Strict):
 class ParsingConfig(_Strict):
     """Which ATLAS Open Data files to read (the seed's 'parsing' stage)."""
 
-    release: Release = "2025e-13tev-beta"
+    release: Release = RELEASE_NAMES[0]  # type: ignore[assignment]  (2025e-13tev-beta)
     skim: str = "2to4lep"
     samples: Literal["data", "mc", "both"] = "data"
     #: DSIDs or physics_short names (MC) / data keys; None = every dataset of the chosen samples.
@@ -363,9 +374,57 @@ class Config(_Strict):
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
+    def physics_digest(self) -> str:
+        """SHA-256 of the keys that shape a chunk's histograms (:data:`PHYSICS_KEYS`)."""
+        flat = {
+            k: v
+            for k, v in flatten(self.model_dump(mode="json")).items()
+            if _under(k, PHYSICS_KEYS)
+        }
+        return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()
+
     def to_yaml(self) -> str:
         """The resolved configuration as YAML."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{dotted.key: leaf value}`` (lists are leaves)."""
+    if not isinstance(data, dict) or (prefix and not data):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def config_diff(
+    a: Config,
+    b: Config,
+    *,
+    only: tuple[str, ...] | None = None,
+    ignore: tuple[str, ...] = (),
+) -> list[str]:
+    """Dotted keys whose values differ between two configs (``only`` / ``ignore``: key prefixes)."""
+    fa, fb = flatten(a.model_dump(mode="json")), flatten(b.model_dump(mode="json"))
+    keys = sorted(set(fa) | set(fb))
+    return [
+        k
+        for k in keys
+        if fa.get(k) != fb.get(k) and (only is None or _under(k, only)) and not _under(k, ignore)
+    ]
+
+
+def describe_diff(a: Config, b: Config, keys: list[str], names: tuple[str, str]) -> str:
+    """``key (A: x, B: y)`` for the first few differing keys, on one line."""
+    fa, fb = flatten(a.model_dump(mode="json")), flatten(b.model_dump(mode="json"))
+    parts = [f"{k} ({names[0]}: {fa.get(k)!r}, {names[1]}: {fb.get(k)!r})" for k in keys[:5]]
+    more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+    return ", ".join(parts) + more
 
 
 def _is_multiple(value: float, step: float) -> bool:
@@ -437,11 +496,20 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not p.is_file():
             raise ConfigError(f"config file '{p}' not found: pass an existing file to --config")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            loaded = yaml.safe_load(p.read_text())
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
             raise ConfigError(f"{p}{where}: not valid YAML ({exc.__class__.__name__})") from None
+        if loaded is None:
+            log.warning("config file %s is empty: using the built-in defaults", p)
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"{p}: the top level must be a mapping of sections (run_metadata:, "
+                f"parsing_task_config:, ...), not a {type(loaded).__name__}"
+            )
+        data = loaded
     for dotted, value in (overrides or {}).items():
         set_dotted(data, dotted, value)
     return validate_config(data, source)

@@ -43,6 +43,31 @@ class RunDirError(BumpnetError, RuntimeError):
     """A run directory cannot be used as asked (names the directory and the fix)."""
 
 
+class MergeError(ConfigError):
+    """Runs that must not be added: other physics settings, or the same inputs twice."""
+
+
+class RunDirLockedError(RunDirError):
+    """Another run holds the lock on the run directory (names it and who holds it)."""
+
+
+class StorageError(BumpnetError, RuntimeError):
+    """A checkpoint or output write failed (disk full, read-only, quota): never an input failure.
+
+    Deliberately not an ``OSError``: coffea's ``skipbadfiles=(OSError,)`` must not swallow it.
+    """
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was stopped by SIGTERM (batch walltime) or SIGINT; checkpoints are kept."""
+
+    def __init__(self, signame: str = "SIGINT") -> None:
+        super().__init__(signame)
+        self.signame = signame
+        #: the run directory to pass to ``--resume`` (set by the runner once known)
+        self.run_dir: str | None = None
+
+
 # cluster/ stays independent of processor/ (it has its own base, ClusterError); errors from it
 # count as ours wherever the runner checks ``isinstance(exc, BumpnetError)``.
 BumpnetError.register(ClusterError)
@@ -55,6 +80,10 @@ __all__ = [
     "DataAccessError",
     "FormatError",
     "InputError",
+    "MergeError",
     "PlotsError",
     "RunDirError",
+    "RunDirLockedError",
+    "RunInterrupted",
+    "StorageError",
 ]

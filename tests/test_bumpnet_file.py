@@ -68,7 +68,7 @@ def _cfg(**hc):
 def _mc_file(tmp_path: Path, name: str = "mc.root", **hc):
     totals, counts, comps = _mc_inputs()
     config = _cfg(**hc)
-    res = postprocess(totals, counts, GRID, config, False, comps)
+    res = postprocess(totals, counts, GRID, config, False, components=comps)
     hcfg = config.histogram_creation_task_config
     written = write_bumpnet_file(tmp_path / name, res, hcfg.active_views(), hcfg.stacks_wanted())
     return tmp_path / name, res, written

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from processor.opendata.fileset import (
     user_cache_dir,
     user_metadata_path,
 )
+from processor.opendata.metadata import _canonical, legacy_metadata_path
 
 DATA = Path(__file__).parent / "data" / "atom_api_releases.json"
 SHARED = Path(__file__).resolve().parents[2] / "shared/data/atlas-opendata"
@@ -290,15 +293,20 @@ def test_second_call_uses_the_user_cache(api: LocalHTTPServer, _isolated_cache: 
     _plan(release=R25, samples="both")
     assert api.count("/datasets") >= 2  # count + pages
     path = user_metadata_path(R25)
-    assert path == _isolated_cache / "metadata" / f"{R25}.json"
-    info = json.loads(path.with_name(f"{R25}.info.json").read_text())
-    assert info["api_base_url"] == api.url and info["n_datasets"] == 4
-    assert not [p for p in path.parent.iterdir() if "tmp" in p.name], "temporary files left behind"
-    # the cache is atlasopenmagic's own format
+    # atlasopenmagic's own cache file (its atom CLI's), under $XDG_CACHE_HOME
+    assert path == Path(os.environ["XDG_CACHE_HOME"]) / "atlasopenmagic" / f"metadata-{R25}.json"
+    import atlasopenmagic.cli as atom_cli
+
+    assert Path(atom_cli._metadata_cache_path(R25)).name == path.name
+    origin = json.loads((_isolated_cache / "metadata" / f"{R25}.origin.json").read_text())
+    assert origin["api_base_url"] == api.url
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name], "only atom's file there"
+    # the cache is atlasopenmagic's own format: read_metadata reads it back
     import atlasopenmagic as atom
 
     atom.read_metadata(str(path), release=R25)
     assert atom.get_metadata("700901")["physics_short"] == "Sh_2214_Ztt_maxHTpTV2_Mll10_40_BFilter"
+    assert len(_canonical(atom.get_all_metadata())) == 4
 
     api.clear()
     plan = _plan(release=R25, samples="both", skim="GamGam")
@@ -315,8 +323,7 @@ def test_run_cache_serves_reruns_and_resume(
     assert doc["release"] == R25 and sorted(doc["datasets"]) == ["700901", "data"]
     assert doc["complete"] == ["data"]
     # the user cache goes away: the run directory alone answers a re-run / dry run / resume
-    for p in (_isolated_cache / "metadata").iterdir():
-        p.unlink()
+    user_metadata_path(R25).unlink()
     api.clear()
     again = _plan(release=R25, samples="both", datasets=[700901], run_dir=run)
     assert api.count("/") == 0
@@ -333,10 +340,8 @@ def test_run_cache_serves_reruns_and_resume(
 
 def test_expired_cache_is_refreshed_once(api: LocalHTTPServer) -> None:
     _plan(release=R25, samples="data")
-    info_path = user_metadata_path(R25).with_name(f"{R25}.info.json")
-    info = json.loads(info_path.read_text())
-    info["fetched_at"] = time.time() - 10 * 3600
-    info_path.write_text(json.dumps(info))
+    ten_hours_ago = time.time() - 10 * 3600  # the age is the mtime, as for atom
+    os.utime(user_metadata_path(R25), (ten_hours_ago, ten_hours_ago))
     api.clear()
     _plan(release=R25, samples="data", metadata_cache_expiry_hours=24)
     assert api.count("/") == 0, "10 h old is fresh with a 24 h expiry"
@@ -355,7 +360,8 @@ def test_offline_with_a_cold_cache_says_how_to_fill_it(
         _plan(release="2020e-13tev", skim="4lep", offline=True, run_dir=tmp_path / "run")
     msg = str(err.value)
     assert msg.startswith("offline: no metadata cached for release 2020e-13tev")
-    assert str(_isolated_cache / "metadata" / "2020e-13tev.json") in msg
+    assert str(user_metadata_path("2020e-13tev")) in msg
+    assert "atom --release 2020e-13tev metadata skims" in msg
     assert str(tmp_path / "run" / RUN_CACHE_NAME) in msg
     assert "run once with network access" in msg and "atom.save_metadata" in msg
     assert api.count("/") == 0
@@ -371,7 +377,7 @@ def test_offline_uses_a_stale_cache_and_a_hand_made_one(
     atom_md.empty_metadata()
     atom.set_release("2020e-13tev")  # from the local API
     path = user_metadata_path("2020e-13tev")
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     atom.save_metadata(str(path))
     old = time.time() - 1000 * 3600
     os.utime(path, (old, old))
@@ -407,6 +413,51 @@ def test_api_failure_with_expired_cache_falls_back(
     assert "expired" in plan.metadata_source
     assert len(plan.fileset) == 2
     assert "using the expired metadata cache" in caplog.text
+
+
+def test_legacy_cache_is_moved_into_atoms_cache_once(
+    api: LocalHTTPServer, _isolated_cache: Path
+) -> None:
+    import atlasopenmagic as atom
+    import atlasopenmagic.metadata as atom_md
+
+    atom_md.empty_metadata()
+    atom.set_release(R25)  # from the local API
+    old = legacy_metadata_path(R25)
+    old.parent.mkdir(parents=True)
+    atom.save_metadata(str(old))
+    fetched = time.time() - 5 * 3600
+    old.with_name(f"{R25}.info.json").write_text(
+        json.dumps({"fetched_at": fetched, "api_base_url": api.url})
+    )
+    api.clear()
+    plan = _plan(release=R25, samples="both")
+    assert api.count("/") == 0, "the old cache (5 h old) was used, not the API"
+    assert plan.metadata_source.startswith(f"user cache {user_metadata_path(R25)}")
+    assert not old.exists() and not old.with_name(f"{R25}.info.json").exists()
+    assert abs(user_metadata_path(R25).stat().st_mtime - fetched) < 2, "age kept"
+    # offline too, from the new place only
+    assert _plan(release=R25, samples="both", offline=True).fileset == plan.fileset
+
+
+def test_atom_cli_reads_the_cache_we_write(api: LocalHTTPServer) -> None:
+    """atlasopenmagic's own command is served by our cache, with the API unreachable."""
+    _plan(release=R25, samples="both")
+    env = {
+        **os.environ,
+        "ATLAS_API_BASE_URL": f"http://127.0.0.1:{closed_port()}",
+        "ATLASOPENMAGIC_NO_UPDATE_CHECK": "1",
+        "XDG_CONFIG_HOME": str(user_metadata_path(R25).parents[2] / "config"),
+    }
+    code = (
+        "import sys; from atlasopenmagic.cli import main; "
+        f"sys.argv = ['atom', '--release', '{R25}', 'metadata', 'skims']; main()"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "2to4lep" in res.stdout and "GamGam" in res.stdout
 
 
 def test_user_cache_dir_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -205,7 +205,7 @@ def test_components_get_the_same_cuts_and_bins_and_add_up_to_the_total():
     )
     total = a + b
     c = cfg(z_peak_cut=True, z_peak_cut_gev=20.0)
-    s = process_spectrum(FS, "e0e1", total, GRID, c, False, {"ttbar": a, "Zee": b})
+    s = process_spectrum(FS, "e0e1", total, GRID, c, False, components={"ttbar": a, "Zee": b})
     assert sorted(s.components) == ["Zee", "ttbar"]
     for view, h in s.views().items():
         parts = [comps[view] for comps in s.components.values()]

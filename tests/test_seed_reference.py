@@ -80,7 +80,13 @@ def written_digests(groups: dict[str, dict[str, Any]], config: Config, tmp: Path
     out = {}
     for group, content in groups.items():
         res = postprocess(
-            content["hists"], content["fs_events"], grid, config, False, content.get("components")
+            content["hists"],
+            content["fs_events"],
+            grid,
+            config,
+            False,
+            fills=content.get("fills"),
+            components=content.get("components"),
         )
         path = tmp / f"{group}.root"
         write_bumpnet_file(path, res, hc.active_views(), hc.stacks_wanted())

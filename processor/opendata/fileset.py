@@ -16,12 +16,12 @@ Metadata caches (so that re-runs, dry runs and resumed runs never call the API):
 
 1. ``<run_dir>/metadata_cache.json``: the entries this run used. A run directory stays
    pinned to it (no expiry) as long as it covers the selection; delete it to refresh.
-2. ``<user cache>/metadata/<release>.json``: the whole release in atlasopenmagic's own
-   ``save_metadata`` format (fill it by hand with
-   ``atom.set_release(R); atom.save_metadata(".../metadata/R.json")``), with a sidecar
-   ``<release>.info.json`` recording when and from where it was fetched. It expires after
-   ``metadata_cache_expiry_hours``; an expired cache is still used, with a warning, when the
-   API cannot be reached, and always in offline mode.
+2. ``$XDG_CACHE_HOME/atlasopenmagic/metadata-<release>.json``: the whole release in
+   atlasopenmagic's ``save_metadata`` format, shared with atlasopenmagic's ``atom`` command
+   (``atom --release R metadata skims`` fills it; its mtime is its age). It expires after
+   ``metadata_cache_expiry_hours`` (default 168 h = atom's 7 days); an expired cache is still
+   used, with a warning, when the API cannot be reached, and always in offline mode. Our old
+   ``<cache_root>/metadata/<release>.json`` is moved there on first use.
 
 All cache writes go to a temporary file that is renamed into place.
 """

@@ -25,7 +25,12 @@ from processor.opendata.fileset import (
     _norm,
     _place_files,
 )
-from processor.opendata.metadata import _canonical, _sanitize, user_metadata_path
+from processor.opendata.metadata import (
+    _canonical,
+    _sanitize,
+    legacy_metadata_path,
+    user_metadata_path,
+)
 from processor.opendata.releases import TREE_CANDIDATES, release_for_tree
 
 log = logging.getLogger(__name__)
@@ -142,14 +147,22 @@ def detect_tree(path: str, override: str | None = None) -> str:
 
 
 def _cached_entries(release: str, cache_base: Path) -> dict[str, dict[str, Any]]:
-    """Canonical entries of the user metadata cache, if one exists (never calls the API)."""
-    path = user_metadata_path(release, cache_base)
-    if not path.is_file():
-        return {}
+    """Canonical entries of the user metadata cache, if one exists (never calls the API).
+
+    The shared atlasopenmagic cache first, then our legacy location (not yet migrated).
+    """
     try:
-        return _canonical(json.loads(path.read_text()))
-    except (OSError, ValueError):
+        paths = [user_metadata_path(release), legacy_metadata_path(release, cache_base)]
+    except DataAccessError:  # not a release name atlasopenmagic could cache
         return {}
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            return _canonical(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return {}
 
 
 def _from_inputs(

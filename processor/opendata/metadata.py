@@ -1,4 +1,13 @@
-"""ATLAS Open Data release metadata: the API via atlasopenmagic, the run-level and user-level caches."""
+"""ATLAS Open Data release metadata: the API via atlasopenmagic, the run-level and user-level caches.
+
+The user-level cache is atlasopenmagic's own (that of its ``atom`` command, read in
+``atlasopenmagic/cli.py`` 1.10): ``$XDG_CACHE_HOME/atlasopenmagic/metadata-<release>.json``
+(``~/.cache`` when ``XDG_CACHE_HOME`` is unset), written by ``save_metadata``, read by
+``read_metadata``, its age is its mtime and ``atom`` refetches after 7 days. So
+``atom --release R metadata skims`` on a login node fills it for offline batch jobs, and what
+this package fetches serves ``atom``. Our old cache (``<cache_root>/metadata/<release>.json`` +
+``.info.json``) is moved there once, on first use.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from processor.fsutil import atomic_write_json, cache_root
+from processor.fsutil import atomic_path, atomic_write_json, cache_root
 from processor.opendata.download import (
     DataAccessError,
 )
@@ -36,13 +45,105 @@ def user_cache_dir() -> Path:
 _default_user_cache_dir = user_cache_dir
 
 
+#: atlasopenmagic's release-name check for cache file names (``cli._SAFE_RELEASE_RE``)
+_SAFE_RELEASE_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+#: atlasopenmagic's ``cli._METADATA_CACHE_TTL_SECONDS`` (7 days), our default expiry too
+ATOM_METADATA_TTL_HOURS = 7 * 24.0
+
+
+def atom_cache_dir() -> Path:
+    """atlasopenmagic's cache directory, by its own rule: ``$XDG_CACHE_HOME/atlasopenmagic``.
+
+    Like atlasopenmagic, ``XDG_CACHE_HOME`` is used as given whenever it is set; unset means
+    ``~/.cache``.
+    """
+    return Path(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))) / "atlasopenmagic"
+
+
 def user_metadata_path(release: str, base: Path | None = None) -> Path:
-    """The user-level metadata cache of a release (atlasopenmagic ``save_metadata`` format)."""
+    """The shared user-level metadata cache of a release: ``atom``'s ``metadata-<release>.json``.
+
+    ``base`` is accepted for compatibility and ignored: the file is atlasopenmagic's.
+    Raises DataAccessError for a release name atlasopenmagic would reject as a file name.
+    """
+    del base
+    if not _SAFE_RELEASE_RE.match(release):
+        raise DataAccessError(
+            f"parsing_task_config.release '{release}': not a valid release name "
+            "(letters, digits, '.', '_', '-'); use one of the published releases"
+        )
+    return atom_cache_dir() / f"metadata-{release}.json"
+
+
+def legacy_metadata_path(release: str, base: Path | None = None) -> Path:
+    """Where releases were cached before the cache was shared: ``<cache_root>/metadata/R.json``."""
     return Path(base if base is not None else user_cache_dir()) / "metadata" / f"{release}.json"
 
 
 def _info_path(path: Path) -> Path:
     return path.with_name(path.name[: -len(".json")] + ".info.json")
+
+
+def _origin_path(release: str, base: Path | None) -> Path:
+    """Our note of which API a shared-cache file came from (kept out of atom's directory)."""
+    return (
+        Path(base if base is not None else user_cache_dir()) / "metadata" / f"{release}.origin.json"
+    )
+
+
+def _write_origin(release: str, base: Path | None, path: Path, api: str) -> None:
+    """Record the API of ``path`` together with its mtime (a later ``atom`` write voids it)."""
+    try:
+        _atomic_write_json(
+            _origin_path(release, base),
+            {"release": release, "api_base_url": api, "mtime_ns": path.stat().st_mtime_ns},
+            indent=2,
+        )
+    except OSError as exc:
+        log.warning("could not write %s: %s", _origin_path(release, base), exc)
+
+
+def _read_origin(release: str, base: Path | None, path: Path) -> str | None:
+    """The API ``path`` was fetched from, if we wrote it and nobody rewrote it since; else None."""
+    try:
+        doc = json.loads(_origin_path(release, base).read_text())
+        if isinstance(doc, dict) and doc.get("mtime_ns") == path.stat().st_mtime_ns:
+            return doc.get("api_base_url")
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _migrate_legacy_cache(release: str, base: Path | None) -> None:
+    """Move our pre-sharing cache file of ``release`` into atom's cache, once.
+
+    The moved file keeps its fetch time as mtime (atom's notion of age). When the shared file
+    already exists the old one is just removed.
+    """
+    old = legacy_metadata_path(release, base)
+    if not old.is_file():
+        return
+    new = user_metadata_path(release)
+    info_file = _info_path(old)
+    try:
+        if not new.exists():
+            try:
+                info = json.loads(info_file.read_text())
+                fetched = float(info["fetched_at"])
+                api = info.get("api_base_url")
+            except (OSError, ValueError, KeyError, TypeError):
+                fetched, api = old.stat().st_mtime, None
+            new.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(new) as tmp:
+                tmp.write_bytes(old.read_bytes())
+            os.utime(new, (fetched, fetched))
+            if api:
+                _write_origin(release, base, new, api)
+            log.info("moved the metadata cache %s to atlasopenmagic's %s", old, new)
+        old.unlink()
+        info_file.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not move the metadata cache %s to %s: %s", old, new, exc)
 
 
 def _atomic_write_json(path: Path, obj: Any, *, indent: int | None = None) -> None:
@@ -132,18 +233,6 @@ class _Metadata:
     api_base_url: str | None = None
 
 
-def _read_info(path: Path) -> dict[str, Any]:
-    info_file = _info_path(path)
-    try:
-        info = json.loads(info_file.read_text())
-        if isinstance(info, dict):
-            return info
-    except (OSError, ValueError):
-        pass
-    # a cache written by hand with atom.save_metadata has no sidecar: its mtime is its age
-    return {"fetched_at": path.stat().st_mtime, "api_base_url": None}
-
-
 def _atom_read(path: Path, release: str) -> dict[str, dict[str, Any]]:
     """Load a save_metadata-format file into atlasopenmagic; return its canonical entries."""
     import atlasopenmagic as atom
@@ -202,32 +291,21 @@ def fetch_release_metadata(release: str, cache_base: Path | None = None) -> _Met
             "name and ATLAS_API_BASE_URL"
         )
     now = time.time()
-    path = user_metadata_path(release, cache_base)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{release}.", suffix=".tmp.json", dir=path.parent)
-    os.close(fd)
+    path = user_metadata_path(release)
     try:
-        atom.save_metadata(tmp)
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # save_metadata picks the format from the suffix: keep ".json"; the leading dot keeps
+        # the half-written file out of atom's list of cached releases (metadata-*.json)
+        fd, tmp = tempfile.mkstemp(prefix=".bumpnet-", suffix=".tmp.json", dir=path.parent)
+        os.close(fd)
+        try:
+            atom.save_metadata(tmp)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        _write_origin(release, cache_base, path, api)
     except OSError as exc:
         log.warning("could not write the metadata cache %s: %s", path, exc)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    try:
-        _atomic_write_json(
-            _info_path(path),
-            {
-                "release": release,
-                "fetched_at": now,
-                "fetched_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-                "api_base_url": api,
-                "atlasopenmagic_version": _atom_version(),
-                "n_datasets": len(entries),
-            },
-            indent=2,
-        )
-    except OSError as exc:
-        log.warning("could not write %s: %s", _info_path(path), exc)
     log.info("cached %d datasets of %s in %s", len(entries), release, path)
     return _Metadata(release, entries, "api", fetched_at=now, api_base_url=api)
 
@@ -243,10 +321,10 @@ def _atom_version() -> str:
 
 def _fill_cache_hint(release: str, path: Path) -> str:
     return (
-        "run once with network access (same config without offline) to fill it, or on a "
-        'machine with network run: python -c "import atlasopenmagic as atom; '
-        f"atom.set_release('{release}'); atom.save_metadata('{release}.json')\" and copy the "
-        f"file to {path}"
+        "run once with network access (same config without offline) to fill it, or run "
+        f"`atom --release {release} metadata skims` where there is network (it fills the same "
+        f"cache), or save it there with atom.set_release('{release}'); "
+        f"atom.save_metadata('{path}')"
     )
 
 
@@ -317,18 +395,25 @@ def load_release_metadata(
     force_refresh: bool = False,
     also_looked_in: Iterable[Path] = (),
 ) -> _Metadata:
-    """The whole release's metadata from the user cache (fresh) or the API, loaded into atom.
+    """The whole release's metadata from the shared user cache (fresh) or the API, into atom.
+
+    The cache is atlasopenmagic's ``metadata-<release>.json`` (:func:`user_metadata_path`);
+    its age is its mtime, as for ``atom``. ``cache_base`` holds our legacy cache (moved on
+    first use) and the note of which API a file came from.
 
     Offline, only the cache is used (stale or not); an absent cache raises DataAccessError
     saying how to fill it. Online, an expired cache is refreshed; when the refresh fails the
     expired cache is used with a warning.
     """
-    path = user_metadata_path(release, cache_base)
+    _migrate_legacy_cache(release, cache_base)
+    path = user_metadata_path(release)
     cached: dict[str, Any] | None = None
     if path.is_file():
-        info = _read_info(path)
-        age_h = (time.time() - float(info.get("fetched_at") or 0)) / 3600
-        same_api = info.get("api_base_url") in (None, _api_base_url())
+        mtime = path.stat().st_mtime
+        api = _read_origin(release, cache_base, path)
+        age_h = (time.time() - mtime) / 3600
+        same_api = api in (None, _api_base_url())
+        info = {"fetched_at": mtime, "api_base_url": api}
         cached = {"info": info, "age_h": age_h}
         fresh = age_h < expiry_hours and same_api and not force_refresh
         if offline or fresh:
@@ -345,8 +430,8 @@ def load_release_metadata(
                 release,
                 entries,
                 f"user cache {path} ({age_h:.1f} h old)",
-                fetched_at=info.get("fetched_at"),
-                api_base_url=info.get("api_base_url"),
+                fetched_at=info["fetched_at"],
+                api_base_url=api,
             )
         reason = "is for another API" if not same_api else f"is {age_h:.1f} h old"
         log.info("metadata cache %s %s: refreshing from the API", path, reason)

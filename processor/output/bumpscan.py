@@ -17,7 +17,13 @@ from pyBumpHunter import BumpHunter1D
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from scipy import stats
 
-from processor.output.bumpfit import DEFAULT_LR_ALPHA, FitResult, dijet_function, fit_background, z_lr
+from processor.output.bumpfit import (
+    DEFAULT_LR_ALPHA,
+    FitResult,
+    dijet_function,
+    fit_background,
+    z_lr,
+)
 
 __all__ = [
     "BumpScanConfig",

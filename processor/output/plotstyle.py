@@ -56,7 +56,6 @@ _OBJECT_SYMBOLS = {
 }
 
 
-
 @dataclass
 class Hist1D:
     """Bin contents, variances and edges of one TH1 (flow bins dropped)."""
@@ -257,4 +256,3 @@ def _count(n: Any) -> str:
 
 
 # --------------------------------------------------------------------------- reading
-

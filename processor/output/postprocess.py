@@ -24,6 +24,10 @@ from processor.output.naming import (
 from processor.output.readiness import Verdict, category_collisions, loader_verdict
 from processor.physics.histograms import MassGrid
 
+#: BumpNet's default loader cuts (its raw_cuts; configurable: histogram_creation_task_config.bumpnet_cuts)
+BUMPNET_MIN_BINS = BumpNetCuts().min_num_bins
+BUMPNET_MIN_ENTRIES = BumpNetCuts().min_total_events
+
 
 @dataclass
 class Spectrum:
@@ -52,6 +56,12 @@ class Spectrum:
     blacklisted: bool = False
     #: MC by process: group -> view (raw, rebinned, ROI, outliers) -> histogram
     components: dict[str, dict[str, hist.Hist]] = field(default_factory=dict)
+    #: number of fills (raw entries) in the ROI / outlier histogram (ROOT's fEntries); None:
+    #: unweighted, the contents are the counts
+    roi_entries: float | None = None
+    outlier_entries: float | None = None
+    #: fills of every view that has a known count (weighted histograms with fill counts)
+    entries_by_view: dict[str, float] = field(default_factory=dict)
 
     @property
     def roi_name(self) -> str:
@@ -143,10 +153,16 @@ def process_spectrum(
     grid: MassGrid,
     config: Config,
     weighted: bool,
+    *,
+    fills: hist.Hist | None = None,
     components: Mapping[str, hist.Hist] | None = None,
 ) -> Spectrum:
     """Apply the cuts, peak removal and outlier split to one fine histogram, rebin, and make
-    its views; per-process ``components`` get exactly the same ranges and bins."""
+    its views; per-process ``components`` get exactly the same ranges and bins.
+
+    ``fills`` (per-bin fill counts of a weighted histogram) gives the real entry counts of the
+    views (ROOT's fEntries); without it the contents are the counts (unweighted/unit weights).
+    """
     pp = config.post_processing_task_config
     out_cfg = config.histogram_creation_task_config
     width = out_cfg.bin_width_gev
@@ -160,6 +176,8 @@ def process_spectrum(
     variances = np.array(view.variance if weighted else view, dtype=np.float64)
     spec.removed["overflow"] = float(values[-1] + values[0])
     values, variances = values[1:-1].copy(), variances[1:-1].copy()
+    all_counts = None if fills is None else np.array(fills.view(flow=True), dtype=np.float64)
+    counts = values.copy() if all_counts is None else all_counts[1:-1].copy()
     uncut = (values != 0) | (variances != 0)
     f = grid.width
     edges_lo = np.arange(grid.n_bins) * f
@@ -169,6 +187,7 @@ def process_spectrum(
         spec.removed[reason] = float(values[mask].sum())
         values[mask] = 0.0
         variances[mask] = 0.0
+        counts[mask] = 0.0
 
     if pp.z_peak_cut and same_flavour_pair(combo):
         mask = edges_lo < pp.z_peak_cut_gev - 1e-9
@@ -223,6 +242,17 @@ def process_spectrum(
     spec.roi, spec.outliers = _roi_and_tail(values, variances, plan, f, weighted)
     full_vals, full_vars = _fine(h, weighted)
     spec.rebinned = _rebinned(full_vals, full_vars, plan, f, weighted)
+    spec.roi_entries = float(counts[lo_bin:main_end].sum())
+    if spec.outliers is not None:
+        spec.outlier_entries = float(counts[split_bin : last_fine + 1].sum())
+    if all_counts is not None:
+        reb_lo, reb_hi = plan.reb_start or 0, (plan.reb_start or 0) + plan.reb_n * r_out
+        spec.entries_by_view = {
+            "raw": float(all_counts.sum()),
+            "rebinned": float(all_counts[1:-1][reb_lo:reb_hi].sum()),
+            "ROI": spec.roi_entries,
+            **({"outliers": spec.outlier_entries} if spec.outliers is not None else {}),
+        }
     for group, comp in sorted((components or {}).items()):
         c_vals, c_vars = _fine(comp, weighted)
         kept_vals, kept_vars = _keep(c_vals, plan), _keep(c_vars, plan)
@@ -297,7 +327,8 @@ def _rebinned(
 
 
 def bumpnet_rejections(h: hist.Hist, cuts: BumpNetCuts | None = None) -> list[str]:
-    """Reasons BumpNet's loader would skip this histogram (see :func:`readiness.loader_verdict`)."""
+    """Reasons BumpNet's loader would skip this histogram (see :func:`readiness.loader_verdict`:
+    like BumpNet, it sums the bin contents, so for weighted MC the total is a sum of weights)."""
     return list(loader_verdict(h.values(), cuts or BumpNetCuts()).reasons)
 
 
@@ -328,10 +359,13 @@ def postprocess(
     grid: MassGrid,
     config: Config,
     weighted: bool,
+    *,
+    fills: Mapping[tuple[str, str], hist.Hist] | None = None,
     components: Mapping[str, Mapping[tuple[str, str], hist.Hist]] | None = None,
 ) -> PostProcessResult:
     """Post-process one sample group's accumulated histograms (never a single chunk's).
 
+    ``fills``: per-bin fill counts of weighted histograms (the real entry counts);
     ``components``: per-process fine histograms of the same group (MC by process), cut and
     binned exactly like their sum.
     """
@@ -350,7 +384,16 @@ def postprocess(
             for group, by_key in (components or {}).items()
             if (fs, combo) in by_key
         }
-        spec = process_spectrum(fs, combo, h, grid, config, weighted, comps)
+        spec = process_spectrum(
+            fs,
+            combo,
+            h,
+            grid,
+            config,
+            weighted,
+            fills=(fills or {}).get((fs, combo)),
+            components=comps,
+        )
         spec.blacklisted = is_blacklisted(strip_view(spec.roi_name))
         if spec.removed.get("overflow"):
             overflow[spec.roi_name] = spec.removed["overflow"]
@@ -373,7 +416,13 @@ def postprocess_groups(out: Mapping[str, Any], config: Config) -> dict[str, Post
         if config.tasks.do_post_processing:
             components = content.get("components") if by_process else None
             results[group] = postprocess(
-                content["hists"], content["fs_events"], grid, config, weighted, components
+                content["hists"],
+                content["fs_events"],
+                grid,
+                config,
+                weighted,
+                fills=content.get("fills"),
+                components=components,
             )
         else:
             results[group] = PostProcessResult([], dict(content["fs_events"]), {}, [], {})

@@ -166,6 +166,7 @@ class ReadinessRow:
     #: the name BumpNet keeps (``ROI_`` stripped), as its blacklists and results list it
     loader_name: str | None
     n_bins: int
+    #: sum of the ROI histogram's contents (a sum of weights for weighted MC)
     entries: float
     accepted: bool
     reasons: list[str]
@@ -236,7 +237,9 @@ def readiness_table(result: Any) -> list[dict[str, Any]]:
                 "split": s.split,
                 "hi": s.hi,
                 "n_bins": row.n_bins,
-                "entries": row.entries,
+                # fills (ROOT's fEntries; = the contents for unweighted histograms) and contents
+                "entries": row.entries if s.roi_entries is None else float(s.roi_entries),
+                "sumw": row.entries,
                 "removed": s.removed,
                 "rejected": row.reasons,
                 "bumpnet": {

@@ -27,17 +27,19 @@ from processor.output.stacks import (
     WRITER_FALLBACK,
     WRITER_STACKS,
     Item,
+    component_key,
     components_by_view,
     pyroot_available,
     write_with_pyroot,
-    write_with_uproot,
 )
 from processor.physics.analysis import CUTFLOW_STEPS
 from processor.physics.histograms import MassGrid
 
 log = logging.getLogger(__name__)
 
-#: Sub-directory of a sample group in the raw file holding its per-process fine histograms.
+#: subdirectory of a group in the raw file holding the per-bin fill counts of weighted histograms
+FILLS_DIR = "fills"
+#: subdirectory of a group in the raw file holding its per-process fine histograms (MC by process)
 RAW_COMPONENTS_DIR = "by_process"
 
 
@@ -46,6 +48,34 @@ def bumpnet_filename(hist_cfg: Any, group: str) -> str:
     (``output_file``; MC gets an ``_mc`` suffix)."""
     name = hist_cfg.output_file
     return name if group == "data" else name.replace(".root", f"_{group}.root")
+
+
+def _set_member(obj: Any, name: str, value: float) -> bool:
+    if name in obj._members:
+        obj._members[name] = value
+        return True
+    return any(_set_member(base, name, value) for base in obj._bases)
+
+
+def to_th1(h: hist.Hist, entries: float | None = None) -> Any:
+    """A hist as uproot's TH1D with ROOT's statistics right for Weight storage.
+
+    uproot's conversion puts the sum of weights into both ``fEntries`` and ``fTsumw2``; here
+    ``fEntries`` is the number of fills (``entries``, default: the contents' sum) and ``fTsumw2``
+    is the sum of squared weights (the in-range variances), so ``GetEntries()`` and
+    ``GetEffectiveEntries()`` are right in ROOT.
+    """
+    th1 = uproot.to_writable(h)
+    view = h.view(flow=False)
+    weighted = view.dtype.names is not None and "variance" in view.dtype.names
+    values = np.asarray(view["value"] if weighted else view, dtype=np.float64)
+    n = float(values.sum()) if entries is None else float(entries)
+    if not weighted and entries is None:
+        n = float(np.asarray(h.view(flow=True), dtype=np.float64).sum())
+    _set_member(th1, "fEntries", n)
+    if weighted:
+        _set_member(th1, "fTsumw2", float(np.asarray(view["variance"], dtype=np.float64).sum()))
+    return th1
 
 
 @dataclass
@@ -73,7 +103,21 @@ def bumpnet_items(
             if h is None:
                 continue
             comps = components_by_view(spec.components, view) if by_process else {}
-            yield Item(spec.names[view], h, view, comps)
+            yield Item(spec.names[view], h, view, comps, spec.entries_by_view.get(view))
+
+
+def _write_with_uproot(path: str | Path, items: list[Item]) -> list[str]:
+    """Each item's sum as a TH1D under its name (``fEntries``: its fills) and, for MC by
+    process, each component as ``by_process/<name>/<group>_<suffix>`` (BumpNet's loader reads
+    only top-level keys starting with ``ROI``, so it sees the sums). Returns the top-level keys."""
+    keys = []
+    with uproot.recreate(path) as f:
+        for item in items:
+            f[item.name] = to_th1(item.total, item.entries)
+            keys.append(item.name)
+            for group, h in sorted(item.components.items()):
+                f[f"{FALLBACK_DIR}/{item.name}/{component_key(group, item.view)}"] = to_th1(h)
+    return keys
 
 
 def write_bumpnet_file(
@@ -87,7 +131,8 @@ def write_bumpnet_file(
     Every spectrum's ``views`` (raw, rebinned, ROI) and its outlier tail (under ``outliers_…``,
     which BumpNet ignores). With ``by_process`` and per-process components (MC), each key is a
     THStack of ``<group>_roi``-style TH1Ds written with PyROOT; without PyROOT, each key is the
-    sum (TH1D) and the components go to ``by_process/<key>/`` (a warning says so).
+    sum (TH1D) and the components go to ``by_process/<key>/`` (a warning says so). ``fEntries``
+    of each sum is its number of fills (also for weighted MC).
     """
     items = list(bumpnet_items(result, views, by_process))
     groups = sorted({g for item in items for g in item.components})
@@ -107,7 +152,7 @@ def write_bumpnet_file(
                     WRITER_FALLBACK,
                     FALLBACK_DIR,
                 )
-            keys = write_with_uproot(tmp, items)
+            keys = _write_with_uproot(tmp, items)
     return BumpNetFile(keys, writer, groups)
 
 
@@ -129,19 +174,32 @@ def write_raw_file(
     """Write every fine histogram and final-state count, per sample group directory.
 
     Layout: ``<group>/raw_mass_<combo>_cat_<category>`` (fine grid), ``<group>/nevents_cat_<category>``
-    (2 bins: raw events, sum of weights), for MC by process
-    ``<group>/by_process/<process group>/raw_mass_…``, and ``cutflow`` (steps of CUTFLOW_STEPS). Every object
-    is a TH1D, so ROOT's ``hadd`` adds two runs correctly. Returns the number of histograms.
+    (2 bins: raw events, sum of weights), for weighted histograms ``<group>/fills/raw_mass_...``
+    (fills per bin; ``fEntries`` of the weighted one is their sum), for MC by process
+    ``<group>/by_process/<process group>/raw_mass_…``, and ``cutflow`` (steps of
+    CUTFLOW_STEPS). Every object is a TH1D, so ROOT's ``hadd`` adds two runs correctly. Returns
+    the number of histograms (sums only).
     """
     n = 0
     with atomic_path(path) as tmp, uproot.recreate(tmp) as f:
         for group, content in groups.items():
+            fills = content.get("fills") or {}
             for (fs, combo), h in sorted(content["hists"].items()):
-                f[f"{group}/{raw_name(fs, combo)}"] = h
+                count = fills.get((fs, combo))
+                entries = None if count is None else float(count.sum(flow=True))
+                f[f"{group}/{raw_name(fs, combo)}"] = to_th1(h, entries)
+                if count is not None:
+                    f[f"{group}/{FILLS_DIR}/{raw_name(fs, combo)}"] = to_th1(
+                        hist.Hist(
+                            count.axes[0],
+                            storage=hist.storage.Double(),
+                            data=count.view(flow=True).astype(np.float64),
+                        )
+                    )
                 n += 1
-            for proc, hists in sorted(content.get("components", {}).items()):
+            for proc, hists in sorted((content.get("components") or {}).items()):
                 for (fs, combo), h in sorted(hists.items()):
-                    f[f"{group}/{RAW_COMPONENTS_DIR}/{proc}/{raw_name(fs, combo)}"] = h
+                    f[f"{group}/{RAW_COMPONENTS_DIR}/{proc}/{raw_name(fs, combo)}"] = to_th1(h)
             for fs, count in sorted(content["fs_events"].items()):
                 f[f"{group}/{fs_count_name(fs)}"] = _count_hist(
                     count, content["fs_sumw"].get(fs, count)
@@ -177,17 +235,19 @@ def read_raw_file(
             group, name = key.split(";")[0].split("/", 1)
             content = groups.setdefault(group, {"hists": {}, "fs_events": {}, "fs_sumw": {}})
             obj = f[key]
-            proc = None
-            if name.startswith(RAW_COMPONENTS_DIR + "/"):
+            if name.startswith(FILLS_DIR + "/raw_mass_"):
+                counts = np.rint(obj.values(flow=True)).astype(np.int64)
+                c = MassGrid(grid.width, grid.mass_max).make_counts()
+                c.view(flow=True)[...] = counts
+                content.setdefault("fills", {})[parse_raw_name(name.split("/", 1)[1])] = c
+            elif name.startswith(RAW_COMPONENTS_DIR + "/"):
                 proc, name = name[len(RAW_COMPONENTS_DIR) + 1 :].split("/", 1)
-            if proc is not None:
                 if name.startswith("raw_mass_"):
                     h = _checked_fine(obj, path, name, grid)
                     content.setdefault("components", {}).setdefault(proc, {})[
                         parse_raw_name(name)
                     ] = h
-                continue
-            if name.startswith("raw_mass_"):
+            elif name.startswith("raw_mass_"):
                 content["hists"][parse_raw_name(name)] = _checked_fine(obj, path, name, grid)
             elif name.startswith("nevents_cat_"):
                 fs = parse_fs_count_name(name)

@@ -38,6 +38,8 @@ class Item:
     view: str
     #: process group -> histogram (empty: a plain TH1)
     components: dict[str, hist.Hist] = field(default_factory=dict)
+    #: number of fills of ``total`` (ROOT's fEntries); None: ROOT's default from the contents
+    entries: float | None = None
 
 
 def component_key(group: str, view: str) -> str:
@@ -89,14 +91,17 @@ def _arrays(h: hist.Hist) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
-def _th1(root: Any, name: str, h: hist.Hist) -> Any:
-    """A ROOT TH1D with ``h``'s edges, contents and variances (flow bins included)."""
+def _th1(root: Any, name: str, h: hist.Hist, entries: float | None = None) -> Any:
+    """A ROOT TH1D with ``h``'s edges, contents and variances (flow bins included); its
+    statistics recomputed from them (``entries``, when known, sets fEntries)."""
     values, variances, edges = _arrays(h)
     th1 = root.TH1D(name, TH1_TITLE, len(edges) - 1, float(edges[0]), float(edges[-1]))
     th1.SetContent(values)
     th1.Sumw2()
     th1.GetSumw2().Set(len(variances), variances)
     th1.ResetStats()
+    if entries is not None:
+        th1.SetEntries(float(entries))
     return th1
 
 
@@ -124,26 +129,10 @@ def write_with_pyroot(path: str | Path, items: Iterable[Item]) -> list[str]:
                     stack.Add(part)
                 tfile.WriteObject(stack, item.name)
             else:
-                tfile.WriteObject(_th1(root, item.name, item.total), item.name)
+                tfile.WriteObject(_th1(root, item.name, item.total, item.entries), item.name)
             keys.append(item.name)
     finally:
         tfile.Close()
-    return keys
-
-
-def write_with_uproot(path: str | Path, items: Iterable[Item]) -> list[str]:
-    """Write items with uproot: each item's sum as a TH1D under its name and, for MC by process,
-    each component as ``by_process/<name>/<group>_<suffix>`` (BumpNet's loader reads only
-    top-level keys starting with ``ROI``, so it sees the sums). Returns the top-level keys."""
-    import uproot
-
-    keys = []
-    with uproot.recreate(path) as f:
-        for item in items:
-            f[item.name] = item.total
-            keys.append(item.name)
-            for group, h in sorted(item.components.items()):
-                f[f"{FALLBACK_DIR}/{item.name}/{component_key(group, item.view)}"] = h
     return keys
 
 

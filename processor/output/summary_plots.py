@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 TOP_FINAL_STATES = 30
 
+
 def plot_final_state_counts(
     manifest: Mapping[str, Any], info: LabelInfo, path: Path, top: int = TOP_FINAL_STATES
 ) -> Path:
@@ -198,4 +199,3 @@ def plot_processing_summary(manifest: Mapping[str, Any], info: LabelInfo, path: 
 
 
 # --------------------------------------------------------------------------- entry point
-

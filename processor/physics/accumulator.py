@@ -7,6 +7,8 @@ Shape (what ``MassProcessor.process`` returns per chunk and coffea adds up)::
                        "hists":    {(final state, combination): hist.Hist on the MassGrid},
                        "fs_events": {final state: raw event count},
                        "fs_sumw":   {final state: sum of weights},
+                       "fills":     {(final state, combination): Int64 Hist of fills per bin}
+                                    (weighted MC only: a Weight histogram does not count fills),
                    }},
       "cutflow":  {dataset: {step: events}},       # steps: analysis.CUTFLOW_STEPS
       "files":    {file: entries processed},

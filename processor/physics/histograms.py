@@ -43,6 +43,15 @@ class MassGrid:
         )
         return hist.Hist(axis, storage=hist.storage.Weight() if weighted else hist.storage.Double())
 
+    def make_counts(self) -> hist.Hist:
+        """An empty per-bin fill counter on this grid (Int64 storage, flow bins included)."""
+        return hist.Hist(
+            hist.axis.Regular(
+                self.n_bins, 0.0, self.mass_max, name="mass", underflow=True, overflow=True
+            ),
+            storage=hist.storage.Int64(),
+        )
+
 
 def fill_chunk(
     analysis: ChunkAnalysis, grid: MassGrid, weights: np.ndarray | None, weighted: bool
@@ -50,13 +59,16 @@ def fill_chunk(
     """Histograms and final-state counts of one chunk.
 
     Returns ``{"hists": {(fs, combo): Hist}, "fs_events": {fs: n}, "fs_sumw": {fs: sum w},
-    "cutflow": {step: n}}``. Only keys with entries are created.
+    "cutflow": {step: n}}``, plus ``"fills": {(fs, combo): Int64 Hist}`` (the number of fills
+    per bin, which a weighted histogram does not keep) when ``weights`` are given. Only keys with
+    entries are created.
     """
     entries = analysis.entries
     w_entries = None if weights is None else weights[entries.event]
     n_pat = len(analysis.patterns)
     key = analysis.fs_code[entries.event] * n_pat + entries.pattern
     hists: dict[tuple[str, str], hist.Hist] = {}
+    fills: dict[tuple[str, str], hist.Hist] = {}
     if len(key):
         order = np.argsort(key, kind="stable")
         uniq, starts = np.unique(key[order], return_index=True)
@@ -68,7 +80,10 @@ def fill_chunk(
                 h.fill(mass=entries.mass[sel])
             else:
                 h.fill(mass=entries.mass[sel], weight=w_entries[sel])
-            hists[combo_key(int(k // n_pat), analysis.patterns[int(k % n_pat)])] = h
+            name = combo_key(int(k // n_pat), analysis.patterns[int(k % n_pat)])
+            hists[name] = h
+            if w_entries is not None:
+                fills[name] = grid.make_counts().fill(mass=entries.mass[sel])
     codes = analysis.fs_code[analysis.valid]
     w_valid = None if weights is None else weights[analysis.valid]
     uniq, inverse, n = np.unique(codes, return_inverse=True, return_counts=True)
@@ -78,12 +93,15 @@ def fill_chunk(
         else np.bincount(inverse, weights=w_valid, minlength=len(uniq))
     )
     labels = [fs_label(decode(int(c))) for c in uniq]
-    return {
+    out: dict[str, Any] = {
         "hists": hists,
         "fs_events": dict(zip(labels, (int(x) for x in n), strict=True)),
         "fs_sumw": dict(zip(labels, (float(x) for x in sumw), strict=True)),
         "cutflow": dict(analysis.cutflow),
     }
+    if weights is not None:
+        out["fills"] = fills
+    return out
 
 
 def accumulator_size(obj: Any) -> int:

@@ -12,8 +12,8 @@ from typing import Any
 
 import uproot
 
-from processor.config import Config
-from processor.errors import BumpnetError, ConfigError, DataAccessError
+from processor.config import PHYSICS_KEYS, Config, config_diff, describe_diff, load_config
+from processor.errors import BumpnetError, ConfigError, DataAccessError, MergeError
 from processor.opendata.download import uproot_options
 from processor.opendata.fileset import FilesetPlan, build_fileset
 from processor.physics.accumulator import merge_outputs, total_cutflow
@@ -26,7 +26,17 @@ from processor.run.execute import (
 )
 from processor.run.finish import finish_run, regenerate_plots, run_release
 from processor.run.merge import load_run_output
-from processor.run.rundir import attach_log_file, new_run_dir, run_context, write_config, write_json
+from processor.run.rundir import (
+    STORAGE_ERRNOS,
+    attach_log_file,
+    locked_run_dir,
+    new_run_dir,
+    read_json,
+    run_context,
+    storage_error,
+    write_config,
+    write_json,
+)
 
 log = logging.getLogger("bumpnet")
 
@@ -59,6 +69,8 @@ def known_cause(exc: BaseException) -> BaseException | None:
         seen.add(id(cur))
         if isinstance(cur, KNOWN_ERRORS):
             return cur
+        if isinstance(cur, OSError) and cur.errno in STORAGE_ERRNOS and cur.filename:
+            return storage_error(cur.filename, cur)
         todo += [cur.__cause__, cur.__context__]
     return None
 
@@ -157,15 +169,52 @@ def cluster_client(args: argparse.Namespace, config: Config, run_dir: Path) -> I
     ) as client:
         link = client.dashboard_link
         print(f"Dask dashboard: {link}", flush=True)
+        if mode == "pbs":
+            from cluster.batch import ssh_tunnel_command
+
+            tunnel = ssh_tunnel_command(link)
+            if tunnel:
+                print(f"  from your laptop: {tunnel}  (then open it on localhost)", flush=True)
         yield client
 
 
+def _recorded_plan(run_dir: Path, config: Config) -> tuple[FilesetPlan | None, dict[str, Any]]:
+    """The fileset a run recorded (``fileset.json``), for ``--resume``; None if it has none."""
+    path = run_dir / "fileset.json"
+    if not path.is_file():
+        return None, {}
+    data = read_json(path)
+    plan = FilesetPlan(
+        fileset=data["fileset"],
+        datasets=data.get("datasets", []),
+        uproot_options=uproot_options(config.parsing_task_config.network_timeout_s),
+    )
+    return plan, data
+
+
+def _warn_reused_run_dir(run_dir: Path, config: Config) -> None:
+    """``--run-dir`` of an earlier run under another config: say so (its checkpoints are not reused)."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return
+    try:
+        earlier = load_config(path)
+    except ConfigError:
+        return
+    diff = config_diff(earlier, config, only=PHYSICS_KEYS)
+    if diff:
+        log.warning(
+            "%s holds a run with other physics settings (%s); its checkpoints are not reused and "
+            "its results are replaced",
+            run_dir,
+            describe_diff(earlier, config, diff, ("earlier", "now")),
+        )
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
-    """Process the inputs and write a run directory."""
+    """Process the inputs and write a run directory (holding its lock all along)."""
     if args.dry_run:
         return dry_run(args, config)
-    context = run_context()
-    started = time.perf_counter()
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():
@@ -178,10 +227,33 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.batch_job_index is not None:
         out_dir = run_dir / "shards" / f"job_{args.batch_job_index:04d}"
         new_run_dir(config, out_dir)
+    try:
+        with locked_run_dir(out_dir):
+            return _run_locked(args, config, out_dir)
+    except KeyboardInterrupt as exc:
+        with contextlib.suppress(AttributeError):  # cli prints "--resume <out_dir>"
+            exc.run_dir = str(out_dir)  # type: ignore[attr-defined]
+        raise
+
+
+def _run_locked(args: argparse.Namespace, config: Config, out_dir: Path) -> int:
+    context = run_context()
+    started = time.perf_counter()
     handler = attach_log_file(out_dir)
     try:
-        write_config(out_dir, config)
-        plan = plan_inputs(args, config, out_dir)
+        demo = args.demo
+        plan: FilesetPlan | None = None
+        if args.resume:
+            plan, recorded = _recorded_plan(out_dir, config)
+            demo = demo or bool(recorded.get("demo"))
+            if plan is None:
+                log.warning("%s has no fileset.json: planning the inputs again", out_dir)
+        else:
+            if args.run_dir and args.batch_job_index is None:
+                _warn_reused_run_dir(out_dir, config)
+            write_config(out_dir, config)
+        if plan is None:
+            plan = plan_inputs(args, config, out_dir)
         fileset = plan.fileset
         if args.batch_job_index is not None:
             fileset = shard(plan, args.batch_job_index, args.total_batch_jobs)
@@ -191,7 +263,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 args.total_batch_jobs,
                 sum(len(s["files"]) for s in fileset.values()),
             )
-        write_json(out_dir / "fileset.json", {"fileset": fileset, "datasets": plan.datasets})
+        if not (args.resume and (out_dir / "fileset.json").is_file()):
+            write_json(
+                out_dir / "fileset.json",
+                {"fileset": fileset, "datasets": plan.datasets, "demo": bool(demo)},
+            )
         skip = skip_bad(config, plan, args)
         with cluster_client(args, config, out_dir) as client:
             executor = make_executor(args.executor, config, client)
@@ -219,7 +295,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             },
             datasets=plan.datasets,
             plots=not is_shard,
-            release=run_release(config, demo=args.demo),
+            release=run_release(config, demo=demo),
         )
         print_summary(out_dir, manifest)
         return EXIT_PARTIAL if manifest["status"] == "partial" else EXIT_OK
@@ -286,6 +362,7 @@ def merge_only(args: argparse.Namespace, config: Config) -> int:
             raise DataAccessError(
                 f"{src}: no manifest.json (unfinished or not a run directory); rerun it or leave it out"
             )
+    config = check_mergeable(sources, config if args.config else None) or config
     started = time.perf_counter()
     outputs, inputs, failures, datasets = [], [], [], {}
     wall = 0.0
@@ -299,6 +376,75 @@ def merge_only(args: argparse.Namespace, config: Config) -> int:
             datasets.setdefault(d.get("name"), d)
     merged = merge_outputs(outputs)
     run_dir = new_run_dir(config, args.run_dir)
+    with locked_run_dir(run_dir):
+        manifest = _finish_merge(
+            run_dir, config, sources, merged, inputs, failures, datasets, wall, started
+        )
+    print(f"merged {len(sources)} run(s): {total_cutflow(merged)['events_read']} events")
+    print_summary(run_dir, manifest)
+    return EXIT_PARTIAL if manifest["status"] == "partial" else EXIT_OK
+
+
+def check_mergeable(sources: list[Path], given: Config | None) -> Config | None:
+    """Refuse runs that must not be added; return the runs' common config (None if unrecorded).
+
+    Every run must have the same physics settings (:data:`PHYSICS_KEYS`, also as a given
+    ``--config``), no run may be listed twice, and no input file may have been processed by two
+    runs. Errors name the keys, runs and files.
+    """
+    resolved: dict[Path, Path] = {}
+    for src in sources:
+        real = src.resolve()
+        if real in resolved:
+            raise MergeError(
+                f"--merge-only: {src} is listed twice (also as {resolved[real]}); every event would "
+                "count twice, list each run once"
+            )
+        resolved[real] = src
+    configs: list[tuple[Path, Config]] = []
+    for src in sources:
+        path = src / "config.yaml"
+        if path.is_file():
+            configs.append((src, load_config(path)))
+    if given is not None:
+        configs.insert(0, (Path("--config"), given))
+    for (src_a, a), (src_b, b) in zip(configs, configs[1:], strict=False):
+        diff = config_diff(a, b, only=PHYSICS_KEYS)
+        if diff:
+            raise MergeError(
+                f"--merge-only: {src_a} and {src_b} differ in physics settings: "
+                + describe_diff(a, b, diff, (str(src_a), str(src_b)))
+                + "; merge only runs made with the same cuts and binning"
+            )
+    seen: dict[str, Path] = {}
+    for src in sources:
+        for row in read_json(src / "manifest.json").get("inputs", []):
+            if not row.get("entries_processed"):
+                continue
+            name = str(row["file"])
+            key = name if "://" in name else str(Path(name).resolve())
+            if key in seen:
+                raise MergeError(
+                    f"--merge-only: input {name} was processed by both {seen[key]} and {src}; its "
+                    "events would count twice, leave one of the runs out"
+                )
+            seen[key] = src
+    if given is None and configs:
+        return configs[0][1]
+    return None
+
+
+def _finish_merge(
+    run_dir: Path,
+    config: Config,
+    sources: list[Path],
+    merged: dict[str, Any],
+    inputs: list[dict[str, Any]],
+    failures: list[dict[str, Any]],
+    datasets: dict[str, Any],
+    wall: float,
+    started: float,
+) -> dict[str, Any]:
     handler = attach_log_file(run_dir, "merge.log")
     try:
         write_config(run_dir, config)
@@ -326,9 +472,7 @@ def merge_only(args: argparse.Namespace, config: Config) -> int:
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
-    print(f"merged {len(sources)} run(s): {total_cutflow(merged)['events_read']} events")
-    print_summary(run_dir, manifest)
-    return EXIT_PARTIAL if manifest["status"] == "partial" else EXIT_OK
+    return manifest
 
 
 __all__ = ["KNOWN_ERRORS", "dispatch", "known_cause", "one_line"]

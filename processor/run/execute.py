@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -23,25 +27,81 @@ from processor.errors import InputError  # noqa: F401  (re-exported)
 from processor.opendata.preflight import FileReport, inspect_file
 from processor.physics.accumulator import empty_output
 from processor.run.mass_processor import MassProcessor
+from processor.run.rundir import storage_error
 
 log = logging.getLogger(__name__)
 
 
+#: source files whose code shapes a chunk's output (part of every checkpoint key)
+_CODE_FILES = (
+    "physics/*.py",
+    "opendata/formats.py",
+    "opendata/weights.py",
+    "run/mass_processor.py",
+)
+
+
+@functools.cache
+def code_version() -> str:
+    """SHA-256 of the code that fills a chunk's histograms plus the versions of the libraries
+    that read the files; a checkpoint written by other code is never reused."""
+    import awkward
+    import coffea
+    import uproot
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256(f"{coffea.__version__} {uproot.__version__} {awkward.__version__}".encode())
+    for pattern in _CODE_FILES:
+        for f in sorted(root.glob(pattern)):
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def checkpoint_key(config: Config) -> str:
+    """Directory name of a run's checkpoints: the physics-config digest and the code version."""
+    return f"cfg-{config.physics_digest()[:16]}_code-{code_version()[:12]}"
+
+
 class AtomicCheckpointer(processor.SimpleCheckpointer):
-    """coffea's per-chunk checkpointer, but written atomically and never for failed chunks."""
+    """coffea's per-chunk checkpointer, but written atomically and never for failed chunks.
+
+    Paths carry a digest of the chunk's dataset metadata (e.g. cross-sections) next to the entry
+    range; the caller keys the directory by config digest and code version (:func:`checkpoint_key`).
+    A failed write raises :class:`StorageError` (not an OSError, so skipbadfiles cannot take it
+    for a bad input).
+    """
+
+    def filepath(self, metadata: Any, processor_instance: Any) -> str:
+        """``<dir>/<dataset>/<fileuuid>/<tree>/<start>-<stop>_<metadata digest>.coffea``."""
+        del processor_instance
+        meta = {k: v for k, v in metadata.items() if k not in ("entrystart", "entrystop")}
+        tag = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()
+        path = Path(self.checkpoint_dir) / str(metadata["dataset"]) / str(metadata["fileuuid"])
+        path /= str(metadata["treename"])
+        return str(path / f"{metadata['entrystart']}-{metadata['entrystop']}_{tag[:12]}.coffea")
 
     def save(self, output: Any, metadata: Any, processor_instance: Any) -> None:
         """Store one chunk's output via a temporary file and a rename."""
-        if isinstance(output, dict) and output.get("failures"):
+        inner = output.get("out", output) if isinstance(output, dict) else None
+        if isinstance(inner, dict) and inner.get("failures"):
             return None
         path = Path(self.filepath(metadata, processor_instance))
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        import lz4.frame
+        error: OSError | None = None
+        try:
+            import lz4.frame
 
-        with lz4.frame.open(tmp, "wb") as fout:
-            cloudpickle.dump(output, fout)
-        os.replace(tmp, path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with lz4.frame.open(tmp, "wb") as fout:
+                cloudpickle.dump(output, fout)
+            os.replace(tmp, path)
+        except OSError as exc:
+            error = exc
+        if error is not None:  # raised outside the except block: no OSError in the chain
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise storage_error(path, error)
         return None
 
 
@@ -201,7 +261,11 @@ def run_processing(
         skipbadfiles=(OSError,) if skipbadfiles else False,
         align_clusters=ex.align_clusters,
         savemetrics=True,
-        checkpointer=AtomicCheckpointer(str(checkpoint_dir)) if checkpoint_dir else None,
+        checkpointer=(
+            AtomicCheckpointer(str(Path(checkpoint_dir) / checkpoint_key(config)))
+            if checkpoint_dir
+            else None
+        ),
     )
     if not fileset:
         return empty_output(), {}

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
+import fcntl
 import json
 import logging
 import os
 import platform
 import sys
+from collections.abc import Iterator
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 from processor.config import Config
+from processor.errors import RunDirLockedError, StorageError
 from processor.fsutil import atomic_path, atomic_write_json
 
 SUBDIRS = ("histograms", "plots", "logs")
@@ -44,12 +49,95 @@ def default_run_dir(config: Config, stamp: str | None = None) -> Path:
     return path
 
 
+#: errno values that mean "the storage cannot take the write", never "the input is bad"
+STORAGE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG}
+)
+LOCK_NAME = ".lock"
+
+
+def storage_error(path: str | Path, exc: OSError) -> StorageError:
+    """One line naming the path, the real cause and how to continue."""
+    cause = os.strerror(exc.errno) if exc.errno else str(exc)
+    return StorageError(
+        f"cannot write {path}: {cause} [errno {exc.errno}]; free space or fix the permissions "
+        "of the output location, then rerun with --resume RUN_DIR to continue from the checkpoints"
+    )
+
+
+def create_unique_run_dir(config: Config, stamp: str | None = None) -> Path:
+    """Create ``{base_output_dir}/{run_name}_{stamp}`` atomically: ``mkdir`` without
+    ``exist_ok``, retried with ``_1``, ``_2``, ... so two runs started in the same second never
+    share a directory."""
+    stamp = stamp or dt.datetime.now().strftime("%Y%m%d_%H%M%S")
+    base = Path(config.run_metadata.base_output_dir)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(base, exc) from None
+    name = f"{config.run_metadata.run_name}_{stamp}"
+    for n in range(10_000):
+        path = base / (name if n == 0 else f"{name}_{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise storage_error(path, exc) from None
+        return path
+    raise RunDirLockedError(f"{base}: 10000 run directories named {name}_*; pass --run-dir")
+
+
 def new_run_dir(config: Config, run_dir: str | Path | None = None) -> Path:
-    """``{base_output_dir}/{run_name}_{YYYYMMDD_HHMMSS}/`` (or ``run_dir``), with its subfolders."""
-    path = default_run_dir(config) if run_dir is None else Path(run_dir)
-    for sub in SUBDIRS:
-        (path / sub).mkdir(parents=True, exist_ok=True)
+    """A new unique ``{base_output_dir}/{run_name}_{YYYYMMDD_HHMMSS}/`` (or ``run_dir``), with
+    its subfolders."""
+    path = create_unique_run_dir(config) if run_dir is None else Path(run_dir)
+    try:
+        for sub in SUBDIRS:
+            (path / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise storage_error(path, exc) from None
+        raise
     return path
+
+
+@contextlib.contextmanager
+def locked_run_dir(path: Path) -> Iterator[Path]:
+    """Hold an exclusive OS lock (``fcntl.flock``) on ``path/.lock`` for the block.
+
+    A second run on the same directory fails at once with :class:`RunDirLockedError`; the lock
+    goes away with the process, so a killed run never leaves a stale lock behind.
+    """
+    lock_path = path / LOCK_NAME
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise storage_error(lock_path, exc) from None
+        raise
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = ""
+            with contextlib.suppress(OSError):
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            raise RunDirLockedError(
+                f"{path} is in use by another run ({holder or 'unknown process'}); wait for it "
+                "to finish or use another --run-dir"
+            ) from None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(
+                fd,
+                f"pid {os.getpid()} on {platform.node()} since "
+                f"{dt.datetime.now().isoformat(timespec='seconds')}\n".encode(),
+                0,
+            )
+        yield path
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def write_json(path: str | Path, data: Any) -> None:
