@@ -26,6 +26,7 @@ from processor.output.naming import (
     view_name,
 )
 from processor.output.readiness import category_collisions, loader_name, parse_bumpnet_name
+from processor.physics.finalstates import fs_label
 
 BUMPNET = NameStyle()
 NO_G_T = NameStyle(photons=False, taus=False)
@@ -179,6 +180,9 @@ def test_raw_file_names_round_trip(fs, combo):
     back_fs, back_combo = parse_raw_name(name + ";1")
     assert back_combo == combo
     assert parse_final_state(back_fs) == parse_final_state(fs)
+    # and exactly the processor's label (physics.finalstates.fs_label)
+    counts, tag = parse_final_state(fs)
+    assert back_fs == fs_label(counts, tag)
     assert parse_final_state(parse_fs_count_name(fs_count_name(fs))) == parse_final_state(fs)
 
 

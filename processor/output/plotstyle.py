@@ -195,27 +195,27 @@ def _atlas_label(ax: Axes, info: LabelInfo, data: bool = True, loc: int = 4) -> 
 
 def _mass_label(combo: str) -> str:
     """``e0e1j0`` -> ``$m_{e_{0}e_{1}j_{0}}$``."""
-    objects, _, tag = combo.partition("_")
-    parts = re.findall(r"([a-zA-Z])(\d+)", objects)
+    parts = re.findall(r"([a-zA-Z])(\d+)", combo)
     if not parts:
         return f"m({combo})"
     body = r"\,".join(f"{_OBJECT_SYMBOLS.get(t, t)}_{{{i}}}" for t, i in parts)
-    return f"$m_{{{body}}}$" + (f" ({tag})" if tag else "")
+    tag = re.search(r"_(OS|SS)$", combo)
+    return f"$m_{{{body}}}$" + (f" ({tag.group(1)})" if tag else "")
 
 
 def _fs_pretty(fs: str) -> str:
     """``2e_0m_1j_0g_0t_0b`` -> ``2e 1j`` (non-zero multiplicities, physics symbols)."""
     items = []
-    parts = fs.split("_")
-    tag = parts.pop() if parts and parts[-1] in ("OS", "SS") else ""
-    for part in parts:
+    for part in fs.split("_"):
+        if part in ("OS", "SS"):
+            items.append(r"\mathrm{" + part + "}")
+            continue
         m = re.fullmatch(r"(\d+)([a-zA-Z])", part)
         if not m:
             return fs
         if int(m.group(1)):
             items.append(f"{m.group(1)}{_OBJECT_SYMBOLS.get(m.group(2), m.group(2))}")
-    text = "$" + r"\,".join(items) + "$" if items else fs
-    return f"{text} {tag}" if tag else text
+    return "$" + r"\,".join(items) + "$" if items else fs
 
 
 def _si(x: float, unit: str = "", digits: int = 3) -> str:
