@@ -26,8 +26,8 @@ BUMPNET_FILE = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "bumpnet" / "rebinned_NOSYS.root"
 )
 GRID = MassGrid(5.0, 1000.0)
-FS_EE = "2e_0m_1j_0g_0t_0b"
-FS_MM = "0e_2m_0j_0g_0t_0b"
+FS_EE = "2e_0m_1j_0g_0t_0b_0Z"  # the processor's labels (physics.finalstates.fs_label)
+FS_MM = "0e_2m_0j_0g_0t_0b_0Z"
 VIEW_RE = re.compile(r"^(raw|rebinned|ROI|outliers)_(mass_.+)$")
 needs_pyroot = pytest.mark.skipif(
     not pyroot_available(), reason="PyROOT not installed (extra 'root')"

@@ -187,11 +187,16 @@ def test_raw_file_names_round_trip(fs, combo):
 
 
 def test_raw_file_names_of_older_runs_still_parse():
+    # the seed's grammar (and the interim one with _{Z}Zx and a tag), as the processor labels now
     assert parse_raw_name("raw_mass_e0m0b0_cat_1ex_1mx_0jx_0gx_0tx_1bx;1") == (
-        "1e_1m_0j_0g_0t_1b",
+        "1e_1m_0j_0g_0t_1b_0Z",
         "e0m0b0",
     )
-    assert parse_fs_count_name("nevents_cat_2ex_0mx_1jx_0gx_0tx_0bx") == "2e_0m_1j_0g_0t_0b"
+    assert parse_fs_count_name("nevents_cat_2ex_0mx_1jx_0gx_0tx_0bx") == "2e_0m_1j_0g_0t_0b_0Z"
+    assert parse_raw_name("raw_mass_m0j0Z0_cat_0ex_1mx_1jx_0gx_0tx_0bx_1Zx_OS") == (
+        "0e_1m_1j_0g_0t_0b_1Z_OS",
+        "m0j0Z0",
+    )
     assert (
         raw_name("1e_1m_0j_0g_0t_1b", "e0m0b0") == "raw_mass_e0m0b0_cat_1ex_1mx_1bx_0jx_0Zx_0gx_0tx"
     )
