@@ -36,6 +36,7 @@ from processor.opendata.fileset import (
     dataset_name,
     user_cache_dir,
     user_metadata_path,
+    xrootd_available,
 )
 from processor.opendata.metadata import _canonical, legacy_metadata_path
 
@@ -148,6 +149,11 @@ def test_tree_names_per_release() -> None:
     }
 
 
+@pytest.mark.skipif(
+    not xrootd_available(),
+    reason="protocol root needs the 'xrootd' extra (xrootd + fsspec-xrootd), not installed here "
+    "(e.g. make test-lowest's venv)",
+)
 def test_protocol_root_keeps_xrootd_urls(api: LocalHTTPServer) -> None:
     plan = _plan(release="2020e-13tev", skim="4lep", samples="data", protocol="root")
     assert _files(plan, "data") == [
@@ -545,7 +551,7 @@ def test_fileset_runs_through_coffea_streaming_over_http(
     from coffea import processor
     from coffea.nanoevents import BaseSchema
 
-    from processor.opendata.download import uproot_options
+    from processor.opendata.download import coffea_runner_options, uproot_options
 
     _local_release(api, tmp_path)
 
@@ -561,8 +567,12 @@ def test_fileset_runs_through_coffea_streaming_over_http(
             return accumulator
 
     plan = _plan(release=R25, samples="both", datasets=[700901, "data"])
-    runner = processor.Runner(executor=processor.IterativeExecutor(status=False), schema=BaseSchema)
-    out = runner(plan.fileset, Count(), uproot_options=uproot_options(10))
+    runner_kw, options = coffea_runner_options(uproot_options(10))
+    assert runner_kw == {"xrootdtimeout": 10} and "timeout" not in options
+    runner = processor.Runner(
+        executor=processor.IterativeExecutor(status=False), schema=BaseSchema, **runner_kw
+    )
+    out = runner(plan.fileset, Count(), uproot_options=options)
     mc = "mc_700901_Sh_2214_Ztt_maxHTpTV2_Mll10_40_BFilter"
     assert out["n"] == {"data": 100, mc: 100}
     assert set(out["meta"]) == {("data", False, None, "data"), (mc, True, 23.57, "mc")}

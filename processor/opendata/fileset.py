@@ -224,14 +224,19 @@ def _unknown_error(unknown: list[str], entries: dict[str, dict[str, Any]], relea
     )
 
 
+def xrootd_available() -> bool:
+    """Whether the 'xrootd' extra is importable (``fsspec_xrootd`` and the ``XRootD`` bindings)."""
+    try:
+        import fsspec_xrootd  # noqa: F401
+        from XRootD import client  # noqa: F401
+    except Exception:  # ImportError, or a broken binary module (OSError, ...)
+        return False
+    return True
+
+
 def _require_xrootd() -> None:
     """root:// needs fsspec-xrootd (the 'xrootd' extra); say so before anything starts."""
-    import importlib.util
-
-    if (
-        importlib.util.find_spec("fsspec_xrootd") is None
-        or importlib.util.find_spec("XRootD") is None
-    ):
+    if not xrootd_available():
         raise DataAccessError(
             "parsing_task_config.protocol is 'root' but XRootD support is not installed: "
             "pip install 'bumpnet-masses[xrootd]' (xrootd + fsspec-xrootd), or use protocol: https"
