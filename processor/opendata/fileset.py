@@ -67,9 +67,11 @@ __all__ = [
     "build_fileset",
     "dataset_name",
     "load_release_metadata",
+    "resolve_protocol",
     "uproot_options",
     "user_cache_dir",
     "user_metadata_path",
+    "xrootd_available",
 ]
 
 log = logging.getLogger(__name__)
@@ -234,6 +236,14 @@ def xrootd_available() -> bool:
     return True
 
 
+def resolve_protocol(protocol: str) -> str:
+    """``parsing_task_config.protocol`` -> the one used: ``auto`` is ``root`` when the 'xrootd'
+    extra imports (:func:`xrootd_available`), else ``https``; ``root``/``https`` unchanged."""
+    if protocol != "auto":
+        return protocol
+    return "root" if xrootd_available() else "https"
+
+
 def _require_xrootd() -> None:
     """root:// needs fsspec-xrootd (the 'xrootd' extra); say so before anything starts."""
     if not xrootd_available():
@@ -335,7 +345,8 @@ def _from_release(
     tree_name: str | None,
     allow_missing: bool,
 ) -> FilesetPlan:
-    release, skim, protocol = parsing.release, parsing.skim, parsing.protocol
+    release, skim = parsing.release, parsing.skim
+    protocol = resolve_protocol(parsing.protocol)
     tree = tree_name or parsing.tree_name or RELEASE_TREES.get(release, "analysis")
     missing: list[str] = []
 
@@ -364,6 +375,13 @@ def _from_release(
     assert sel is not None
     log.info("metadata of %s from %s", release, meta.source)
 
+    if parsing.protocol == "auto":
+        log.info(
+            "protocol auto: %s",
+            "root (XRootD; the 'xrootd' extra is installed)"
+            if protocol == "root"
+            else "https (pip install 'bumpnet-masses[xrootd]' for XRootD)",
+        )
     if protocol == "root":
         _require_xrootd()
     cache_dir = Path(parsing.cache_dir).expanduser() if parsing.cache_dir else cache_base / "files"
