@@ -14,7 +14,7 @@ from coffea import processor
 from coffea.nanoevents import BaseSchema
 
 from processor.config import validate_config
-from processor.opendata.formats import FORMATS, required_branches
+from processor.opendata.formats import FORMATS, branches_needed
 from processor.physics.histograms import accumulator_size
 from processor.run.mass_processor import MassProcessor
 from processor.synthetic import write_sample
@@ -29,7 +29,7 @@ def main() -> int:
     args = ap.parse_args()
     cfg = validate_config({})
     sel = cfg.object_selection
-    branches = required_branches(FORMATS["2025e"], sel.active_types(), sel.cuts, sel.btagging)
+    branches = branches_needed(FORMATS["2025e"], sel)
     with tempfile.TemporaryDirectory() as tmp:
         path = write_sample(
             Path(tmp) / "bench.root", "2025e", args.events, seed=3, signal_mass_gev=800.0

@@ -38,10 +38,16 @@ PHYSICS_KEYS = (
 )
 Release = Literal[RELEASE_NAMES]  # type: ignore[valid-type]
 FormatName = Literal[("auto", *FORMAT_NAMES)]  # type: ignore[valid-type]
-#: Object types in combination-label order (DESIGN §2): e, m, j, b, g, t.
-COMBO_ORDER = ("e", "m", "j", "b", "g", "t")
-#: Object types in category-label order (DESIGN §2): e, m, j, g, t, b.
+#: Object types in combination-label order (issue 10): e, m, j, b, Z, g, t.
+COMBO_ORDER = ("e", "m", "j", "b", "Z", "g", "t")
+#: Object types in the original's category-label order (DESIGN §2): e, m, j, g, t, b.
 CATEGORY_ORDER = ("e", "m", "j", "g", "t", "b")
+#: Object types in internal final-state-label order: the original's, then Z.
+FS_ORDER = ("e", "m", "j", "g", "t", "b", "Z")
+#: Charge tags of a final state with exactly two electrons/muons (or of a lepton pair).
+CHARGE_TAGS = ("OS", "SS")
+#: Object types read from a file (b-jets come from j, Z candidates from e and m).
+READ_TYPES = ("e", "m", "j", "g", "t")
 
 # Keys of the seed pipeline's config that have no meaning here, with what to do instead.
 RETIRED_KEYS = {
@@ -107,8 +113,20 @@ class ObjectCuts(_Strict):
     abs_eta_max: PositiveFloat
     id: Literal["loose", "medium", "tight"] | None = None
     iso: Literal["loose", "tight"] | None = None
-    #: count limit: an event with more selected objects of this type is dropped.
+    #: relative isolation: cone variable / pT must be below this (None = no cut; e, m, g only).
+    rel_isolation_max: PositiveFloat | None = None
+    #: which cone: 'calo' (topoetcone20, etcone20, ...) or 'track' (ptvarcone30, ptcone30, ...).
+    rel_isolation_variable: Literal["calo", "track"] = "calo"
+    #: an event needs at least this many final objects of this type (after Z building).
+    min_count: int = Field(0, ge=0, le=8)
+    #: count limit: an event with more final objects of this type is dropped.
     max_count: int = Field(4, ge=0, le=8)
+
+    @model_validator(mode="after")
+    def _counts(self) -> ObjectCuts:
+        if self.min_count > self.max_count:
+            raise ValueError("min_count must be <= max_count")
+        return self
 
 
 def _cuts_class(name: str, pt_min: float, abs_eta_max: float) -> type[ObjectCuts]:
@@ -140,7 +158,66 @@ class BTagging(_Strict):
     quantile_min: int = Field(4, ge=1, le=5)
     #: 2020e/2016e: jet_MV2c10 > this (0.83 ~ 77 % WP).
     mv2c10_min: float = 0.83
+    #: PHYSLITE: tagger whose scores are read through each jet's btaggingLink.
+    tagger: Literal["DL1dv01", "GN2v00"] = "DL1dv01"
+    #: PHYSLITE: b-jet efficiency working point (%), mapped to the tagger's discriminant cut.
+    working_point: Literal[60, 70, 77, 85] = 77
+    #: PHYSLITE: charm fraction in D = ln(pb / (fc pc + (1 - fc) pu)); None = the tagger's
+    #: calibrated value (DL1dv01 0.018, GN2v00 0.1). The working-point cuts assume that value.
+    fc: float | None = Field(None, ge=0, le=1)
+    #: PHYSLITE: explicit discriminant cut D > this (None = the working point's cut).
+    discriminant_min: float | None = None
+    min_count: int = Field(0, ge=0, le=8)
     max_count: int = Field(4, ge=0, le=8)
+
+    @model_validator(mode="after")
+    def _counts(self) -> BTagging:
+        if self.min_count > self.max_count:
+            raise ValueError("min_count must be <= max_count")
+        return self
+
+
+class ZCandidates(_Strict):
+    """Z -> ll candidates built from same-flavour opposite-charge e/mu pairs (issue 10)."""
+
+    enabled: bool = True
+    #: the pair mass closest to this wins (GeV).
+    mass_gev: PositiveFloat = 91.1876
+    #: a pair is a candidate only if |m - mass_gev| < window_gev.
+    window_gev: PositiveFloat = 10.0
+    min_count: int = Field(0, ge=0, le=8)
+    max_count: int = Field(4, ge=0, le=8)
+
+    @model_validator(mode="after")
+    def _counts(self) -> ZCandidates:
+        if self.min_count > self.max_count:
+            raise ValueError("min_count must be <= max_count")
+        return self
+
+
+class OverlapRemoval(_Strict):
+    """The standard ATLAS overlap-removal sequence; an object is removed when Delta R < the value.
+
+    Steps, in order: tau near e/mu; photon near e/mu; jet near electron, then electron near a
+    remaining jet; jet near muon, then muon near a remaining jet; jet near photon. A value of 0
+    switches that step off.
+    """
+
+    #: 'auto': on for PHYSLITE (not overlap-removed), off for the education ntuples (already are).
+    enabled: bool | Literal["auto"] = "auto"
+    tau_lepton_dr: float = Field(0.2, ge=0)
+    photon_lepton_dr: float = Field(0.4, ge=0)
+    jet_electron_dr: float = Field(0.2, ge=0)
+    electron_jet_dr: float = Field(0.4, ge=0)
+    jet_muon_dr: float = Field(0.2, ge=0)
+    muon_jet_dr: float = Field(0.4, ge=0)
+    jet_photon_dr: float = Field(0.4, ge=0)
+
+    def applies_to(self, fmt_name: str) -> bool:
+        """Whether overlap removal runs on files of this format."""
+        if self.enabled == "auto":
+            return fmt_name == "physlite"
+        return bool(self.enabled)
 
 
 class ObjectSelection(_Strict):
@@ -153,6 +230,12 @@ class ObjectSelection(_Strict):
     photons: PhotonCuts = Field(default_factory=PhotonCuts)
     taus: TauCuts = Field(default_factory=TauCuts)
     btagging: BTagging = Field(default_factory=BTagging)
+    z_candidates: ZCandidates = Field(default_factory=ZCandidates)
+    #: exactly two e/mu left after Z building: the final state gets _OS or _SS.
+    charge_tags: bool = True
+    #: exactly three e/mu left: each pair's mass is its own combination, e.g. e0e2_OS.
+    three_lepton_pairs: bool = True
+    overlap_removal: OverlapRemoval = Field(default_factory=OverlapRemoval)
 
     @field_validator("types")
     @classmethod
@@ -161,12 +244,48 @@ class ObjectSelection(_Strict):
             raise ValueError("list each object type once, e.g. [e, m, j, g, t]")
         return v
 
+    @model_validator(mode="after")
+    def _isolation_and_counts(self) -> ObjectSelection:
+        for name in ("jets", "taus"):
+            if getattr(self, name).rel_isolation_max is not None:
+                raise ValueError(
+                    f"{name}.rel_isolation_max: relative isolation exists for electrons, "
+                    "muons and photons only; remove it"
+                )
+        for name, t in (
+            ("electrons", "e"),
+            ("muons", "m"),
+            ("jets", "j"),
+            ("photons", "g"),
+            ("taus", "t"),
+        ):
+            if getattr(self, name).min_count and t not in self.types:
+                raise ValueError(
+                    f"{name}.min_count > 0 but '{t}' is not in object_selection.types: "
+                    "every event would be dropped"
+                )
+        if self.btagging.min_count and not self.btagging.enabled:
+            raise ValueError("btagging.min_count > 0 needs btagging.enabled: true")
+        if self.z_candidates.min_count and "Z" not in self.active_types():
+            raise ValueError(
+                "z_candidates.min_count > 0 needs z_candidates.enabled: true and e or m in types"
+            )
+        return self
+
     def active_types(self) -> tuple[str, ...]:
-        """Object types in combination order, with b when b-tagging is on."""
+        """Final object types in combination order: b with b-tagging on, Z with Z candidates
+        on (when electrons or muons are selected)."""
         wanted = set(self.types)
         if self.btagging.enabled:
             wanted.add("b")
+        if self.z_candidates.enabled and wanted & {"e", "m"}:
+            wanted.add("Z")
         return tuple(t for t in COMBO_ORDER if t in wanted)
+
+    def needs_charge(self) -> bool:
+        """Whether lepton charges are used (Z candidates, charge tags or three-lepton pairs)."""
+        uses = self.z_candidates.enabled or self.charge_tags or self.three_lepton_pairs
+        return uses and bool(set(self.types) & {"e", "m"})
 
     def cuts(self, obj: str) -> ObjectCuts:
         """Cuts for a one-letter object type (b-jets use the jet cuts)."""
@@ -180,8 +299,16 @@ class ObjectSelection(_Strict):
         }[obj]
 
     def max_count(self, obj: str) -> int:
-        """Count limit of a type: more selected objects than this drops the event."""
+        """Count limit of a type: more final objects than this drops the event."""
+        if obj == "Z":
+            return self.z_candidates.max_count
         return self.btagging.max_count if obj == "b" else self.cuts(obj).max_count
+
+    def min_count(self, obj: str) -> int:
+        """Minimum count of a type: fewer final objects than this drops the event."""
+        if obj == "Z":
+            return self.z_candidates.min_count
+        return self.btagging.min_count if obj == "b" else self.cuts(obj).min_count
 
 
 class CombinationConfig(_Strict):
@@ -260,6 +387,14 @@ class ExecutorConfig(_Strict):
 
     chunksize: PositiveInt = 200_000
     retries: int = Field(3, ge=0)
+    #: transient read errors (timeouts, HTTP 5xx, connection resets) retried per request this
+    #: many times, waiting io_retry_backoff_s * 2**k (at most 30 s) before retry k, before the
+    #: chunk (or file) is recorded failed; 0: no retries.
+    io_retries: int = Field(3, ge=0, le=20)
+    io_retry_backoff_s: float = Field(1.0, gt=0, le=60)
+    #: Dask runs: fail (one line naming the memory setting) when no task finished for this
+    #: many seconds while workers are paused (out of memory) or gone; null: wait forever.
+    stall_timeout_s: PositiveFloat | None = 300.0
     #: None: on for release runs, off for --input runs.
     skipbadfiles: bool | None = None
     align_clusters: bool = True

@@ -56,7 +56,21 @@ def test_design_defaults():
     assert (sel.jets.pt_min, sel.jets.abs_eta_max) == (30, 4.5)
     assert (sel.photons.pt_min, sel.photons.abs_eta_max) == (25, 2.37)
     assert (sel.taus.pt_min, sel.taus.abs_eta_max) == (20, 2.5)
-    assert sel.active_types() == ("e", "m", "j", "g", "t")
+    # issue 10 defaults: Z candidates (a type of their own), charge tags, three-lepton pairs
+    assert sel.active_types() == ("e", "m", "j", "Z", "g", "t")
+    z = sel.z_candidates
+    assert (z.enabled, z.mass_gev, z.window_gev, z.min_count, z.max_count) == (
+        True,
+        91.1876,
+        10.0,
+        0,
+        4,
+    )
+    assert sel.charge_tags and sel.three_lepton_pairs
+    assert sel.overlap_removal.enabled == "auto"
+    assert (sel.btagging.tagger, sel.btagging.working_point) == ("DL1dv01", 77)
+    assert all(sel.cuts(t).min_count == 0 for t in "emjgt")
+    assert all(sel.cuts(t).rel_isolation_max is None for t in "emjgt")
     comb = cfg.mass_calculation_task_config.combinations
     assert (comb.min_types, comb.max_types, comb.min_objects, comb.max_objects) == (1, 4, 2, 4)
     assert cfg.mass_calculation_task_config.min_events_per_fs == 100
@@ -69,7 +83,7 @@ def test_partial_override_keeps_other_defaults():
     )
     assert cfg.object_selection.electrons.pt_min == 25
     assert cfg.object_selection.electrons.id == "tight"
-    assert cfg.object_selection.active_types() == ("e", "m", "j", "b", "g", "t")
+    assert cfg.object_selection.active_types() == ("e", "m", "j", "b", "Z", "g", "t")
 
 
 @pytest.mark.parametrize(

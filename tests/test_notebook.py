@@ -151,7 +151,10 @@ def test_notebook_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with uproot.open(root_file) as f:
         roi = [k for k in f.keys(cycle=False) if k.startswith("ROI_")]
         assert roi, f"{root_file} has no ROI_ histograms"
-        assert all(re.fullmatch(r"ROI_mass_\w+_cat_(\d+\w\w_){5}\d+bx_width_10\.0", k) for k in roi)
+        assert all(
+            re.fullmatch(r"ROI_mass_\w+_cat_(\d+\w\w_){5}\d+bx(_\d+Zx)?(_OS|_SS)?_width_10\.0", k)
+            for k in roi
+        )
         assert all(f[k].classname == "TH1D" for k in roi)
         assert sum(f[k].values().sum() for k in roi) > 0
     print(f"notebook executed in {elapsed:.1f} s")

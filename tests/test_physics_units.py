@@ -1,4 +1,8 @@
-"""Hand-computed physics on tiny hand-built events, for the project's code and the reference."""
+"""Hand-computed physics on tiny hand-built events, for the project's code and the reference.
+
+These are the original's physics (DESIGN §2): Z candidates, charge tags and three-lepton pairs
+are off here (the objects carry no charge); tests/test_physics_bumpnet.py covers issue 10.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import reference  # tests/ is on sys.path (rootdir-relative test modules)
 
 from processor.config import CombinationConfig, Config
 from processor.physics.analysis import analyse_objects
-from processor.physics.finalstates import combinations_for, decode, fs_label
+from processor.physics.finalstates import code_label, combinations_for
 
 TYPES = ("e", "m", "j", "g", "t")
 ME = 0.00051099895
@@ -48,9 +52,17 @@ def to_collections(events, dtype=np.float64):
     return out
 
 
+#: Z candidates, charge tags and three-lepton pairs off: the original's physics
+SEED_PHYSICS = {
+    "z_candidates": {"enabled": False},
+    "charge_tags": False,
+    "three_lepton_pairs": False,
+}
+
+
 def run(events, cfg=None, dtype=np.float64):
     """(project result, reference result) for the same events."""
-    cfg = cfg or Config()
+    cfg = cfg or cfg_with()
     sel = cfg.object_selection
     mc = cfg.mass_calculation_task_config
     res = analyse_objects(
@@ -71,11 +83,13 @@ def project_masses(res, event=0) -> dict[str, float]:
 
 
 def project_fs(res, event=0) -> str:
-    return fs_label(decode(int(res.fs_code[event])))
+    return code_label(int(res.fs_code[event]))
 
 
 def cfg_with(**overrides) -> Config:
-    return Config.model_validate(overrides)
+    """A config with the original's physics plus ``overrides`` (object_selection merged)."""
+    sel = {**SEED_PHYSICS, **overrides.pop("object_selection", {})}
+    return Config.model_validate({"object_selection": sel, **overrides})
 
 
 def comb_cfg(**kw) -> Config:
@@ -97,8 +111,8 @@ def comb_cfg(**kw) -> Config:
 )
 def test_design_combination_examples(counts, comb, expected):
     cfg = CombinationConfig(**comb)
-    full = {t: counts.get(t, 0) for t in reference.CATEGORY_ORDER}
-    assert set(combinations_for(full, Config().object_selection.active_types(), cfg)) == expected
+    full = {t: counts.get(t, 0) for t in reference.FS_ORDER}
+    assert set(combinations_for(full, cfg_with().object_selection.active_types(), cfg)) == expected
     ok = reference.final_state_ok(full, cfg)
     assert {label for label, _ in reference.combinations(full, cfg) if ok} == expected
 
@@ -108,7 +122,7 @@ def test_design_examples_on_events():
     event = {"e": [e2, e1], "j": [j1]}
     res, ref = run([event])
     assert set(project_masses(res)) == set(ref.events[0].masses) == {"e0e1j0", "e0e1"}
-    assert project_fs(res) == ref.events[0].fs == "2e_0m_1j_0g_0t_0b"
+    assert project_fs(res) == ref.events[0].fs == "2e_0m_1j_0g_0t_0b_0Z"
     res, ref = run([event], comb_cfg(min_types=2))
     assert set(project_masses(res)) == set(ref.events[0].masses) == {"e0e1j0"}
 
@@ -116,7 +130,7 @@ def test_design_examples_on_events():
     res, ref = run([event])
     expected = {"e0m0", "e0j0", "m0j0", "e0m0j0"}
     assert set(project_masses(res)) == set(ref.events[0].masses) == expected
-    assert project_fs(res) == "1e_1m_1j_0g_0t_0b"
+    assert project_fs(res) == "1e_1m_1j_0g_0t_0b_0Z"
 
 
 # -- masses by hand ------------------------------------------------------------------------------
@@ -225,12 +239,12 @@ def test_cuts_are_strict_and_quality_is_required():
     bad_q = obj(60.0, 0.0, 2.0, pass_quality=False)
     good = [obj(50.0, 0.2, 0.0, pass_quality=True), obj(35.0, -1.0, 3.0, pass_quality=True)]
     res, ref = run([{"m": [at_pt, at_eta, bad_q, *good]}])
-    assert project_fs(res) == ref.events[0].fs == "0e_2m_0j_0g_0t_0b"
+    assert project_fs(res) == ref.events[0].fs == "0e_2m_0j_0g_0t_0b_0Z"
     assert set(project_masses(res)) == {"m0m1"}
     assert project_masses(res) == pytest.approx(ref.events[0].masses, rel=1e-12)
     # taus have their own, lower pT cut (20 GeV): 21 GeV passes
     res, ref = run([{"t": [obj(21.0), obj(60.0, 0.0, 2.0)]}])
-    assert project_fs(res) == ref.events[0].fs == "0e_0m_0j_0g_2t_0b"
+    assert project_fs(res) == ref.events[0].fs == "0e_0m_0j_0g_2t_0b_0Z"
 
 
 def test_float32_cut_edge():
@@ -243,8 +257,8 @@ def test_float32_cut_edge():
     assert eta < 2.37
     photons = [obj(50.0, eta, 0.0), obj(50.0, 0.0, math.pi)]
     res, ref = run([{"g": photons}], dtype=np.float32)
-    assert ref.events[0].fs == "0e_0m_0j_2g_0t_0b"
-    assert project_fs(res) == "0e_0m_0j_2g_0t_0b"
+    assert ref.events[0].fs == "0e_0m_0j_2g_0t_0b_0Z"
+    assert project_fs(res) == "0e_0m_0j_2g_0t_0b_0Z"
     assert set(project_masses(res)) == {"g0g1"}
 
 
@@ -262,7 +276,7 @@ def test_btag_moves_jet_to_b_and_label_orders():
     cfg = cfg_with(object_selection={"btagging": {"enabled": True}}, **_min_types(3))
     res, ref = run([event], cfg)
     # category order e, m, j, g, t, b; combination order e, m, j, b, g, t
-    assert project_fs(res) == ref.events[0].fs == "1e_0m_1j_1g_0t_1b"
+    assert project_fs(res) == ref.events[0].fs == "1e_0m_1j_1g_0t_1b_0Z"
     got = project_masses(res)
     assert (
         set(got)
@@ -284,7 +298,7 @@ def test_btag_moves_jet_to_b_and_label_orders():
     assert project_masses(res2) == pytest.approx({"j0b0": want_jb}, rel=1e-12)
     # b-tagging off: the tag is ignored, both jets are j
     res3, ref3 = run([{"j": event["j"]}])
-    assert project_fs(res3) == ref3.events[0].fs == "0e_0m_2j_0g_0t_0b"
+    assert project_fs(res3) == ref3.events[0].fs == "0e_0m_2j_0g_0t_0b_0Z"
     assert project_masses(res3) == pytest.approx({"j0j1": want_jb}, rel=1e-12)
 
 

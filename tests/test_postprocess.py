@@ -162,9 +162,17 @@ def test_names_and_bumpnet_parser_collisions():
     assert outlier_name("2e_0m_1j_0g_0t_0b", "e0e1j0", 2.5).endswith("_width_2.5")
     assert raw_name("1e_1m_0j_0g_0t_1b", "e0m0b0") == "raw_mass_e0m0b0_cat_1ex_1mx_0jx_0gx_0tx_1bx"
     assert parse_raw_name("raw_mass_e0m0b0_cat_1ex_1mx_0jx_0gx_0tx_1bx;1") == (
-        "1e_1m_0j_0g_0t_1b",
+        "1e_1m_0j_0g_0t_1b_0Z",
         "e0m0b0",
     )
+    # Z counts and charge tags survive the raw file's names (interim grammar, issue 10)
+    for fs, combo in (
+        ("0e_1m_1j_0g_0t_0b_1Z", "m0j0Z0"),
+        ("2e_0m_0j_0g_0t_0b_0Z_SS", "e0e1"),
+        ("3e_0m_0j_0g_0t_0b_0Z", "e0e2_OS"),
+    ):
+        assert parse_raw_name(raw_name(fs, combo)) == (fs, combo)
+    assert raw_name("0e_1m_1j_0g_0t_0b_1Z", "m0j0Z0").endswith("_cat_0ex_1mx_1jx_0gx_0tx_0bx_1Zx")
     a = roi_name("2e_0m_1j_0g_0t_0b", "e0e1", 10)
     b = roi_name("2e_0m_1j_1g_0t_0b", "e0e1", 10)
     c = roi_name("2e_0m_1j_0g_2t_0b", "e0e1", 10)

@@ -1,8 +1,11 @@
 """The vectorised physics (processor.physics.analysis.analyse_objects) against the slow reference.
 
 Random events (seeded numpy, plus a hypothesis fuzz of the combination settings) are run
-through both implementations; per-event validity and final-state labels, the cutflow, the
-multiset of (final state, combination) keys and the masses must agree.
+through both implementations; per-event validity and final-state labels (Z counts and charge
+tags included), the cutflow, the multiset of (final state, combination) keys and the masses must
+agree, for several configurations: the original's physics (Z, tags, pairs off), the defaults
+(Z candidates, charge tags, three-lepton pairs), a wide Z window (competing pairs, two Z per
+event), overlap removal on events with injected overlaps, per-type minimum counts and b-jets.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from hypothesis import strategies as st
 
 from processor.config import CombinationConfig, Config
 from processor.physics.analysis import analyse_objects
-from processor.physics.finalstates import combinations_for, decode, fs_label
+from processor.physics.finalstates import code_label, combinations_for, parse_fs_label
 
 TYPES = ("e", "m", "j", "g", "t")
 #: default cut values, used to put some objects exactly on a cut boundary
@@ -38,13 +41,16 @@ def make_events(
     quality_types=("e", "m", "g", "t"),
     btag: bool = True,
     edges: bool = True,
+    overlaps: float = 0.0,
 ):
     """(collections for analyse_objects, the same events as Python dicts for the reference).
 
     pT falls from 5 GeV (cuts at 20-30 GeV), eta is partly central and partly flat in
     +-5, phi uniform, objects in random (unsorted) pT order; the first object of a type in an
     event sits exactly on the default pT or eta cut now and then (``edges``). ``fourth`` is "energy" or
-    "mass" for all types or a dict per type.
+    "mass" for all types or a dict per type. Electrons and muons carry a charge of +-1.
+    ``overlaps``: the probability that an object is moved next to (Delta R < 0.6 of) an
+    object of another type of its event, so that overlap removal has work to do.
     """
     collections = {}
     events: list[dict[str, list[dict]]] = [{} for _ in range(n_events)]
@@ -82,6 +88,8 @@ def make_events(
             fields["pass_quality"] = rng.random(total) < 0.85
         if t == "j" and btag:
             fields["btag"] = rng.random(total) < 0.3
+        if t in ("e", "m"):
+            fields["charge"] = np.where(rng.random(total) < 0.5, -1.0, 1.0).astype(dtype)
         collections[t] = ak.zip({k: ak.unflatten(v, counts) for k, v in fields.items()})
         # the same numbers as plain Python objects
         columns = {k: v.tolist() for k, v in fields.items()}
@@ -93,7 +101,43 @@ def make_events(
                 objs.append({name: columns[name][k] for name in names})
                 k += 1
             events[i][t] = objs
+    if overlaps:
+        _inject_overlaps(rng, events, overlaps, dtype)
+        collections = _to_collections(events, collections, dtype)
     return collections, events
+
+
+def _inject_overlaps(rng, events, probability, dtype) -> None:
+    """Move some objects next to an object of another type (Delta R uniform in [0, 0.6))."""
+    for ev in events:
+        others = [(t, o) for t in ev for o in ev[t]]
+        for t in ev:
+            for obj in ev[t]:
+                partners = [o for u, o in others if u != t]
+                if not partners or rng.random() >= probability:
+                    continue
+                target = partners[int(rng.integers(len(partners)))]
+                dr, angle = 0.6 * rng.random(), rng.uniform(0, 2 * np.pi)
+                eta = target["eta"] + dr * np.cos(angle)
+                phi = (target["phi"] + dr * np.sin(angle) + np.pi) % (2 * np.pi) - np.pi
+                obj["eta"], obj["phi"] = float(dtype(eta)), float(dtype(phi))
+                if "energy" in obj:  # keep the object on its mass shell
+                    p = obj["pt"] * np.cosh(obj["eta"])
+                    obj["energy"] = float(dtype(max(obj["energy"], p)))
+
+
+def _to_collections(events, like, dtype):
+    """awkward collections holding exactly the numbers of the Python events."""
+    out = {}
+    for t, rec in like.items():
+        counts = np.array([len(ev[t]) for ev in events], dtype=np.int64)
+        fields = {}
+        for name in rec.fields:
+            values = [o[name] for ev in events for o in ev[t]]
+            kind = bool if name in ("pass_quality", "btag") else dtype
+            fields[name] = ak.unflatten(np.asarray(values, dtype=kind), counts)
+        out[t] = ak.zip(fields)
+    return out
 
 
 # -- comparison ----------------------------------------------------------------------------------
@@ -102,11 +146,11 @@ def settings_of(cfg: Config):
     return cfg.object_selection, mc.combinations, mc.mass_hypothesis
 
 
-def compare(collections, events, sel, comb, hypothesis) -> dict[str, int]:
+def compare(collections, events, sel, comb, hypothesis, overlap=False) -> dict[str, int]:
     """Assert both implementations agree; return how much was compared."""
     n = len(events)
-    res = analyse_objects(collections, n, sel, comb, hypothesis)
-    ref = reference.analyse(events, sel, comb, hypothesis)
+    res = analyse_objects(collections, n, sel, comb, hypothesis, overlap_removal=overlap)
+    ref = reference.analyse(events, sel, comb, hypothesis, overlap)
 
     # per-event validity and final-state labels
     ref_valid = np.array([ev.valid for ev in ref.events], dtype=bool)
@@ -118,7 +162,7 @@ def compare(collections, events, sel, comb, hypothesis) -> dict[str, int]:
         f"event = {events[bad[0]]}"
     )
     for i in np.flatnonzero(ref_valid):
-        got = fs_label(decode(int(res.fs_code[i])))
+        got = code_label(int(res.fs_code[i]))
         assert got == ref.events[i].fs, f"event {i}: fs {got} != {ref.events[i].fs}"
 
     # cutflow
@@ -153,30 +197,39 @@ def compare(collections, events, sel, comb, hypothesis) -> dict[str, int]:
     # the combination list of every final state seen
     types = sel.active_types()
     for fs in {ev.fs for ev in ref.events if ev.valid}:
-        counts = {t: ev_n for t, ev_n in zip(reference.CATEGORY_ORDER, _parse(fs), strict=True)}
+        counts, _ = parse_fs_label(fs)
         want = sorted(label for label, _ in reference.combinations(counts, comb))
         assert sorted(combinations_for(counts, types, comb)) == want, fs
 
+    valid_events = [ev for ev in ref.events if ev.valid]
     return {
         "events": n,
         "valid": int(ref_valid.sum()),
         "entries": len(ref_entries),
-        "final_states": len({ev.fs for ev in ref.events if ev.valid}),
+        "final_states": len({ev.fs for ev in valid_events}),
         "ill_conditioned": n_ill_conditioned,
+        "z_events": sum(ev.counts["Z"] > 0 for ev in valid_events),
+        "two_z_events": sum(ev.counts["Z"] >= 2 for ev in valid_events),
+        "tagged": Counter(ev.tag for ev in valid_events if ev.tag),
+        "pair_entries": sum(k[2].endswith(("_OS", "_SS")) for k in ref_entries),
     }
-
-
-def _parse(fs: str) -> list[int]:
-    return [int(part[:-1]) for part in fs.split("_")]
 
 
 def _cfg(**mass_calc) -> dict:
     return {"mass_calculation_task_config": mass_calc}
 
 
+#: the original's physics: no Z candidates, no charge tags, no three-lepton pairs
+SEED_PHYSICS = {
+    "z_candidates": {"enabled": False},
+    "charge_tags": False,
+    "three_lepton_pairs": False,
+}
+
 # name, config overrides, make_events options, minimum expected entries
 CASES = {
     "defaults": ({}, {}, 3000),
+    "seed_physics": ({"object_selection": SEED_PHYSICS}, {}, 3000),
     "original_2to4_types": (_cfg(combinations={"min_types": 2}), {}, 1500),
     "include_subleading": (_cfg(combinations={"mode": "include_subleading"}), {}, 5000),
     "btagging": ({"object_selection": {"btagging": {"enabled": True}}}, {}, 3000),
@@ -224,6 +277,56 @@ CASES = {
         700,
     ),
     "no_quality_no_btag_field": ({}, {"quality_types": (), "btag": False}, 3000),
+    "z_wide_window_two_z": (
+        {"object_selection": {"z_candidates": {"window_gev": 60.0}}},
+        {},
+        3000,
+    ),
+    "min_counts_and_z_limits": (
+        {
+            "object_selection": {
+                "electrons": {"min_count": 1},
+                "jets": {"min_count": 1, "max_count": 3},
+                "z_candidates": {"window_gev": 40.0, "max_count": 1},
+            }
+        },
+        {},
+        300,
+    ),
+    "tags_without_z_pdg": (
+        {
+            "object_selection": {"z_candidates": {"enabled": False}},
+            "mass_calculation_task_config": {"mass_hypothesis": "pdg"},
+        },
+        {},
+        3000,
+    ),
+}
+
+# name, config overrides, make_events options, minimum expected entries: overlap removal on
+OR_CASES = {
+    "overlap_removal_defaults": ({}, {"overlaps": 0.3}, 2000),
+    "overlap_removal_custom_dr_btag_subset": (
+        {
+            "object_selection": {
+                "types": ["e", "j", "t"],
+                "btagging": {"enabled": True},
+                "overlap_removal": {
+                    "tau_lepton_dr": 0.3,
+                    "jet_electron_dr": 0.35,
+                    "electron_jet_dr": 0.25,
+                    "photon_lepton_dr": 0.0,
+                },
+            }
+        },
+        {"overlaps": 0.4},
+        1000,
+    ),
+    "overlap_removal_seed_physics": (
+        {"object_selection": SEED_PHYSICS},
+        {"overlaps": 0.3, "fourth": "mass"},
+        2000,
+    ),
 }
 
 N_EVENTS = 3000
@@ -240,6 +343,45 @@ def test_matches_reference(name):
     assert stats["entries"] >= min_entries, stats
     # the sample must exercise the count limits and the final-state rules
     assert 0 < stats["valid"] < stats["events"]
+    sel = cfg.object_selection
+    # what each configuration must exercise (minimum counts in the valid events) ...
+    for stat, minimum in EXPECT.get(name, {}).items():
+        got = stats["tagged"].get(stat, 0) if stat in ("OS", "SS") else stats[stat]
+        assert got >= minimum, (stat, stats)
+    # ... and what a switched-off feature must never produce
+    if not sel.z_candidates.enabled:
+        assert stats["z_events"] == 0, stats
+    if not sel.charge_tags:
+        assert not stats["tagged"], stats
+    if not sel.three_lepton_pairs:
+        assert stats["pair_entries"] == 0, stats
+
+
+#: minimum counts per case: Z events, two-Z events, OS/SS-tagged events, three-lepton pairs
+EXPECT = {
+    "defaults": {"z_events": 50, "OS": 100, "SS": 100, "pair_entries": 500},
+    "btagging": {"z_events": 50, "OS": 100, "SS": 100, "pair_entries": 500},
+    "z_wide_window_two_z": {"z_events": 300, "two_z_events": 20, "OS": 100, "pair_entries": 100},
+    "min_counts_and_z_limits": {"z_events": 30, "OS": 20, "SS": 20, "pair_entries": 30},
+    "tags_without_z_pdg": {"OS": 100, "SS": 100, "pair_entries": 500},
+    "mixed_energy_and_mass_float32": {"z_events": 50, "pair_entries": 500},
+}
+
+
+@pytest.mark.parametrize("name", list(OR_CASES))
+def test_matches_reference_with_overlap_removal(name):
+    overrides, gen, min_entries = OR_CASES[name]
+    cfg = Config.model_validate(overrides)
+    seed = sum(map(ord, name))
+    collections, events = make_events(np.random.default_rng(seed), N_EVENTS, **gen)
+    stats = compare(collections, events, *settings_of(cfg), overlap=True)
+    print(f"{name}: {stats}")
+    assert stats["entries"] >= min_entries, stats
+    # the injected overlaps really change the result
+    off = analyse_objects(collections, N_EVENTS, *settings_of(cfg)[:2])
+    on = analyse_objects(collections, N_EVENTS, *settings_of(cfg)[:2], overlap_removal=True)
+    changed = np.asarray(off.fs_code != on.fs_code) & np.asarray(off.valid | on.valid)
+    assert changed.sum() >= 200, changed.sum()
 
 
 def test_count_limits_and_boundaries_are_exercised():
@@ -289,10 +431,24 @@ def combination_configs(draw):
     hypothesis=st.sampled_from(["stored", "pdg"]),
     types=st.lists(st.sampled_from(TYPES), min_size=1, max_size=5, unique=True),
     seed=st.integers(0, 2**32 - 1),
+    z=st.booleans(),
+    tags=st.booleans(),
+    pairs=st.booleans(),
+    overlap=st.booleans(),
 )
-def test_fuzz_combination_settings(comb, btag, hypothesis, types, seed):
+def test_fuzz_combination_settings(comb, btag, hypothesis, types, seed, z, tags, pairs, overlap):
     cfg = Config.model_validate(
-        {"object_selection": {"types": types, "btagging": {"enabled": btag}}}
+        {
+            "object_selection": {
+                "types": types,
+                "btagging": {"enabled": btag},
+                "z_candidates": {"enabled": z, "window_gev": 30.0},
+                "charge_tags": tags,
+                "three_lepton_pairs": pairs,
+            }
+        }
     )
-    collections, events = make_events(np.random.default_rng(seed), 200)
-    compare(collections, events, cfg.object_selection, comb, hypothesis)
+    collections, events = make_events(
+        np.random.default_rng(seed), 200, overlaps=0.3 if overlap else 0.0
+    )
+    compare(collections, events, cfg.object_selection, comb, hypothesis, overlap)

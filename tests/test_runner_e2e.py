@@ -19,7 +19,10 @@ from processor.synthetic import write_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "runner.py"
-ROI_RE = re.compile(r"^ROI_mass_([a-z0-9]+)_cat_(\d+ex_\d+mx_\d+jx_\d+gx_\d+tx_\d+bx)_width_10\.0$")
+ROI_RE = re.compile(
+    r"^ROI_mass_([a-zA-Z0-9]+(?:_OS|_SS)?)_cat_"
+    r"(\d+ex_\d+mx_\d+jx_\d+gx_\d+tx_\d+bx(?:_\d+Zx)?(?:_OS|_SS)?)_width_10\.0$"
+)
 
 
 def run(

@@ -178,6 +178,7 @@ def test_physlite_branches_match_real(samples, kind):
         "nAnalysisJets",
         "nAnalysisPhotons",
         "nAnalysisTauJets",
+        "nBTagging_AntiKt4EMPFlow",
         "nmcEventWeights",
     }
     assert {k: v for k, v in ours.items() if k not in counters and real.get(k) != v} == {}
@@ -187,6 +188,13 @@ def test_physlite_branches_match_real(samples, kind):
         "AnalysisMuonsAuxDyn.quality",
         "AnalysisPhotonsAuxDyn.DFCommonPhotonsIsEMTight",
         "AnalysisTauJetsAuxDyn.RNNJetScore",
+        "AnalysisTauJetsAuxDyn.JetDeepSetMedium",
+        "AnalysisElectronsAuxDyn.topoetcone20",
+        "AnalysisMuonsAuxDyn.ptvarcone30",
+        "AnalysisPhotonsAuxDyn.topoetcone40",
+        "AnalysisJetsAuxDyn.btaggingLink/AnalysisJetsAuxDyn.btaggingLink.m_persIndex",
+        "BTagging_AntiKt4EMPFlowAuxDyn.DL1dv01_pb",
+        "BTagging_AntiKt4EMPFlowAuxDyn.GN2v00_pu",
         "EventInfoAuxDyn.eventNumber",
         "EventInfoAuxDyn.mcEventWeights",
     ):

@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import awkward as ak
+import numpy as np
 
 from processor.errors import FormatError  # noqa: F401  (re-exported)
+from processor.opendata.btagging import physlite_branches, physlite_tag
+from processor.physics.selection import types_to_read
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,22 @@ class Collection:
     isos: Mapping[str, FlagRule] = field(default_factory=dict)
     #: for lepton collections shared by e and m: (branch, value) selecting this type
     type_select: tuple[str, int] | None = None
+    #: electric charge branch (read for e and mu when charges are used)
+    charge: str | None = None
+    #: isolation cone variables for rel_isolation_max: "calo" / "track" -> branch (file units)
+    cones: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BTagRule:
+    """How a format tags jets: the branches it reads and the per-jet mask (both per config)."""
+
+    branches: Callable[[Any], tuple[str, ...]]
+    mask: Callable[[Callable[[str], ak.Array], Any], ak.Array]
+
+
+def _branch_cut(branch: str, rule: Callable[[ak.Array, Any], ak.Array]) -> BTagRule:
+    return BTagRule(lambda cfg: (branch,), lambda get, cfg: rule(get(branch), cfg))
 
 
 @dataclass(frozen=True)
@@ -44,8 +63,8 @@ class Format:
     #: multiply momenta/energies by this to get GeV
     to_gev: float
     collections: Mapping[str, Collection]
-    #: b-tagging: (branch, rule) where rule maps the branch array + BTagging config to a mask
-    btag: tuple[str, Callable[[ak.Array, Any], ak.Array]] | None = None
+    #: b-tagging: the branches and the rule turning them + the BTagging config into a mask
+    btag: BTagRule | None = None
     #: branches whose presence identifies the format (together with the tree name)
     signature: tuple[str, ...] = ()
     #: MC weight branches: mcWeight-like, normalisation and the standard scale factors
@@ -57,11 +76,16 @@ def _flag(branch: str) -> FlagRule:
     return lambda get: get(branch) != 0
 
 
+def _f64(array: ak.Array) -> ak.Array:
+    return ak.values_astype(array, np.float64)
+
+
 def _rel_iso(pt: str, cones: tuple[str, ...], limit: float) -> FlagRule:
     def rule(get: Callable[[str], ak.Array]) -> ak.Array:
-        ok = get(pt) > 0
+        ptv = _f64(get(pt))  # compared in float64 (both sides in the file's units)
+        ok = ptv > 0
         for cone in cones:
-            ok = ok & (get(cone) < limit * get(pt))
+            ok = ok & (_f64(get(cone)) < limit * ptv)
         return ok
 
     return rule
@@ -71,10 +95,23 @@ def _quality_at_most(branch: str, level: int) -> FlagRule:
     return lambda get: get(branch) <= level
 
 
-def _lep(fourth: str, pdg: int, ids: dict, isos: dict) -> Collection:
+def _lep(fourth: str, pdg: int, ids: dict, isos: dict, cones: dict[str, str]) -> Collection:
     return Collection(
-        "lep_pt", "lep_eta", "lep_phi", ("energy", fourth), ids, isos, type_select=("lep_type", pdg)
+        "lep_pt",
+        "lep_eta",
+        "lep_phi",
+        ("energy", fourth),
+        ids,
+        isos,
+        type_select=("lep_type", pdg),
+        charge="lep_charge",
+        cones=cones,
     )
+
+
+#: relative-isolation cones per format (rel_isolation_variable: calo | track)
+_2025E_LEP_CONES = {"calo": "lep_topoetcone20", "track": "lep_ptvarcone30"}
+_MINI_LEP_CONES = {"calo": "lep_etcone20", "track": "lep_ptcone30"}
 
 
 _2025E_LEP_IDS = {
@@ -98,8 +135,8 @@ FORMATS: dict[str, Format] = {
         tree="analysis",
         to_gev=1.0,
         collections={
-            "e": _lep("lep_e", 11, _2025E_LEP_IDS, _2025E_LEP_ISOS),
-            "m": _lep("lep_e", 13, _2025E_LEP_IDS, _2025E_LEP_ISOS),
+            "e": _lep("lep_e", 11, _2025E_LEP_IDS, _2025E_LEP_ISOS, _2025E_LEP_CONES),
+            "m": _lep("lep_e", 13, _2025E_LEP_IDS, _2025E_LEP_ISOS, _2025E_LEP_CONES),
             "j": Collection("jet_pt", "jet_eta", "jet_phi", ("energy", "jet_e")),
             "g": Collection(
                 "photon_pt",
@@ -108,12 +145,13 @@ FORMATS: dict[str, Format] = {
                 ("energy", "photon_e"),
                 {"loose": _flag("photon_isLooseID"), "tight": _flag("photon_isTightID")},
                 {"loose": _flag("photon_isLooseIso"), "tight": _flag("photon_isTightIso")},
+                cones={"calo": "photon_topoetcone40", "track": "photon_ptcone20"},
             ),
             "t": Collection(
                 "tau_pt", "tau_eta", "tau_phi", ("energy", "tau_e"), {"tight": _flag("tau_isTight")}
             ),
         },
-        btag=("jet_btag_quantile", lambda arr, cfg: arr >= cfg.quantile_min),
+        btag=_branch_cut("jet_btag_quantile", lambda arr, cfg: arr >= cfg.quantile_min),
         signature=("lep_pt", "jet_pt"),
         weight_branch="mcWeight",
         scale_factors=(
@@ -132,8 +170,8 @@ FORMATS: dict[str, Format] = {
         tree="mini",
         to_gev=1e-3,
         collections={
-            "e": _lep("lep_E", 11, _MINI_LEP_IDS, _MINI_LEP_ISOS),
-            "m": _lep("lep_E", 13, _MINI_LEP_IDS, _MINI_LEP_ISOS),
+            "e": _lep("lep_E", 11, _MINI_LEP_IDS, _MINI_LEP_ISOS, _MINI_LEP_CONES),
+            "m": _lep("lep_E", 13, _MINI_LEP_IDS, _MINI_LEP_ISOS, _MINI_LEP_CONES),
             "j": Collection("jet_pt", "jet_eta", "jet_phi", ("energy", "jet_E")),
             "g": Collection(
                 "photon_pt",
@@ -145,6 +183,7 @@ FORMATS: dict[str, Format] = {
                     "loose": _rel_iso("photon_pt", ("photon_ptcone30", "photon_etcone20"), 0.30),
                     "tight": _rel_iso("photon_pt", ("photon_ptcone30", "photon_etcone20"), 0.15),
                 },
+                cones={"calo": "photon_etcone20", "track": "photon_ptcone30"},
             ),
             "t": Collection(
                 "tau_pt",
@@ -154,7 +193,7 @@ FORMATS: dict[str, Format] = {
                 {"tight": _flag("tau_isTightID")},
             ),
         },
-        btag=("jet_MV2c10", lambda arr, cfg: arr > cfg.mv2c10_min),
+        btag=_branch_cut("jet_MV2c10", lambda arr, cfg: arr > cfg.mv2c10_min),
         signature=("lep_pt", "jet_MV2c10"),
         weight_branch="mcWeight",
         scale_factors=(
@@ -173,11 +212,11 @@ FORMATS: dict[str, Format] = {
         tree="mini",
         to_gev=1e-3,
         collections={
-            "e": _lep("lep_E", 11, _8TEV_LEP_IDS, _MINI_LEP_ISOS),
-            "m": _lep("lep_E", 13, _8TEV_LEP_IDS, _MINI_LEP_ISOS),
+            "e": _lep("lep_E", 11, _8TEV_LEP_IDS, _MINI_LEP_ISOS, _MINI_LEP_CONES),
+            "m": _lep("lep_E", 13, _8TEV_LEP_IDS, _MINI_LEP_ISOS, _MINI_LEP_CONES),
             "j": Collection("jet_pt", "jet_eta", "jet_phi", ("energy", "jet_E")),
         },
-        btag=("jet_MV1", lambda arr, cfg: arr > cfg.mv2c10_min),
+        btag=_branch_cut("jet_MV1", lambda arr, cfg: arr > cfg.mv2c10_min),
         signature=("lep_pt", "jet_pt"),
         weight_branch="mcWeight",
         scale_factors=("scaleFactor_PILEUP", "scaleFactor_ELE", "scaleFactor_MUON"),
@@ -197,6 +236,12 @@ FORMATS: dict[str, Format] = {
                     "medium": _flag("AnalysisElectronsAuxDyn.DFCommonElectronsLHMedium"),
                     "tight": _flag("AnalysisElectronsAuxDyn.DFCommonElectronsLHTight"),
                 },
+                charge="AnalysisElectronsAuxDyn.charge",
+                cones={
+                    "calo": "AnalysisElectronsAuxDyn.topoetcone20",
+                    "track": "AnalysisElectronsAuxDyn."
+                    "ptvarcone30_Nonprompt_All_MaxWeightTTVALooseCone_pt1000",
+                },
             ),
             "m": Collection(
                 "AnalysisMuonsAuxDyn.pt",
@@ -208,6 +253,11 @@ FORMATS: dict[str, Format] = {
                     "tight": _quality_at_most("AnalysisMuonsAuxDyn.quality", 0),
                     "medium": _quality_at_most("AnalysisMuonsAuxDyn.quality", 1),
                     "loose": _quality_at_most("AnalysisMuonsAuxDyn.quality", 2),
+                },
+                charge="AnalysisMuonsAuxDyn.charge",
+                cones={
+                    "calo": "AnalysisMuonsAuxDyn.topoetcone20",
+                    "track": "AnalysisMuonsAuxDyn.ptvarcone30",
                 },
             ),
             "j": Collection(
@@ -222,14 +272,24 @@ FORMATS: dict[str, Format] = {
                 "AnalysisPhotonsAuxDyn.phi",
                 ("mass", "AnalysisPhotonsAuxDyn.m"),
                 {"tight": _flag("AnalysisPhotonsAuxDyn.DFCommonPhotonsIsEMTight")},
+                cones={
+                    "calo": "AnalysisPhotonsAuxDyn.topoetcone40",
+                    "track": "AnalysisPhotonsAuxDyn.ptcone20",
+                },
             ),
             "t": Collection(
                 "AnalysisTauJetsAuxDyn.pt",
                 "AnalysisTauJetsAuxDyn.eta",
                 "AnalysisTauJetsAuxDyn.phi",
                 ("mass", "AnalysisTauJetsAuxDyn.m"),
+                {  # tau ID against jets (DeepSet)
+                    "loose": _flag("AnalysisTauJetsAuxDyn.JetDeepSetLoose"),
+                    "medium": _flag("AnalysisTauJetsAuxDyn.JetDeepSetMedium"),
+                    "tight": _flag("AnalysisTauJetsAuxDyn.JetDeepSetTight"),
+                },
             ),
         },
+        btag=BTagRule(physlite_branches, physlite_tag),
         signature=("AnalysisElectronsAuxDyn.pt",),
         weight_branch="EventInfoAuxDyn.mcEventWeights",
     ),
@@ -284,17 +344,21 @@ def read_collections(
     cuts: Callable[[str], Any],
     *,
     btag_cfg: Any = None,
+    charge: bool = False,
     available: Callable[[str], bool] = lambda name: True,
 ) -> dict[str, ak.Array]:
-    """Objects per type as records (pt, eta, phi, energy|mass in GeV, and pass_quality, btag).
+    """Objects per type as records (pt, eta, phi, energy|mass in GeV, float64; pass_quality,
+    btag for jets, charge for e/mu when ``charge``).
 
     ``get`` returns a branch as an awkward array (reading only what is asked for); ``cuts(t)``
-    gives the ObjectCuts of type t, whose ``id``/``iso`` choose the quality requirement.
-    Only branches needed for the requested types and working points are touched.
+    gives the ObjectCuts of type t, whose ``id``/``iso``/``rel_isolation_max`` choose the quality
+    requirement. Momenta are cast to float64 before the MeV -> GeV conversion. Only branches
+    needed for the requested types, working points and options are touched; ``b`` in
+    ``types`` means jets are read (with their tag), ``Z`` is skipped (built later from e, mu).
     """
     out: dict[str, ak.Array] = {}
     wanted = list(types)
-    base_types = [t for t in wanted if t != "b"]
+    base_types = [t for t in wanted if t not in ("b", "Z")]
     if "b" in wanted and "j" not in base_types:
         base_types.append("j")
     for t in base_types:
@@ -302,25 +366,31 @@ def read_collections(
         if coll is None:
             continue
         fields: dict[str, ak.Array] = {
-            "pt": get(coll.pt) * fmt.to_gev,
-            "eta": get(coll.eta),
-            "phi": get(coll.phi),
+            "pt": _to_gev(get(coll.pt), fmt),
+            "eta": _f64(get(coll.eta)),
+            "phi": _f64(get(coll.phi)),
         }
         kind, src = coll.fourth
         if isinstance(src, str):
-            fields[kind] = get(src) * fmt.to_gev
+            fields[kind] = _to_gev(get(src), fmt)
         else:
             fields[kind] = ak.ones_like(fields["pt"]) * (src * fmt.to_gev)
         quality = _quality_mask(coll, cuts(t), get, fmt, t)
         if quality is not None:
             fields["pass_quality"] = quality
+        if charge and t in ("e", "m"):
+            if coll.charge is None:
+                raise FormatError(f"format '{fmt.name}' has no charge branch for type '{t}'")
+            fields["charge"] = _f64(get(coll.charge))
         if t == "j" and btag_cfg is not None and btag_cfg.enabled:
-            if fmt.btag is None or not available(fmt.btag[0]):
+            rule = fmt.btag
+            absent = [b for b in rule.branches(btag_cfg) if not available(b)] if rule else ["all"]
+            if absent:
                 raise FormatError(
-                    f"format '{fmt.name}' has no b-tagging branch; set "
+                    f"format '{fmt.name}' has no b-tagging branch ({', '.join(absent)}); set "
                     "object_selection.btagging.enabled: false"
                 )
-            fields["btag"] = fmt.btag[1](get(fmt.btag[0]), btag_cfg)
+            fields["btag"] = rule.mask(get, btag_cfg)
         rec = ak.zip(fields)
         if coll.type_select is not None:
             branch, value = coll.type_select
@@ -329,10 +399,16 @@ def read_collections(
     return out
 
 
+def _to_gev(array: ak.Array, fmt: Format) -> ak.Array:
+    """float64 first, then the unit conversion (a float32 product would round to float32)."""
+    out = _f64(array)
+    return out if fmt.to_gev == 1.0 else out * fmt.to_gev
+
+
 def _quality_mask(
     coll: Collection, cut: Any, get: Callable[[str], ak.Array], fmt: Format, t: str
 ) -> ak.Array | None:
-    mask = None
+    mask = _rel_isolation_mask(coll, cut, get, fmt, t)
     for kind, wp, rules in (("id", cut.id, coll.ids), ("iso", cut.iso, coll.isos)):
         if wp is None:
             continue
@@ -348,13 +424,37 @@ def _quality_mask(
     return mask
 
 
+def _rel_isolation_mask(
+    coll: Collection, cut: Any, get: Callable[[str], ak.Array], fmt: Format, t: str
+) -> ak.Array | None:
+    """cone / pT < rel_isolation_max (float64; the cone variable per format in ``coll.cones``)."""
+    limit = getattr(cut, "rel_isolation_max", None)
+    if limit is None:
+        return None
+    variable = cut.rel_isolation_variable
+    cone = coll.cones.get(variable)
+    if cone is None:
+        have = ", ".join(sorted(coll.cones)) or "none"
+        raise FormatError(
+            f"format '{fmt.name}' has no {variable} isolation variable for type '{t}' "
+            f"(available: {have}); change or remove object_selection.<type>.rel_isolation_max"
+        )
+    pt = _f64(get(coll.pt))
+    return (pt > 0) & (_f64(get(cone)) < limit * pt)
+
+
 def missing_types(fmt: Format, types: Iterable[str]) -> list[str]:
     """Object types the format does not provide at all (treated as empty, reported once)."""
-    return [t for t in types if ("j" if t == "b" else t) not in fmt.collections]
+    return [t for t in types if t != "Z" and ("j" if t == "b" else t) not in fmt.collections]
 
 
 def required_branches(
-    fmt: Format, types: Iterable[str], cuts: Callable[[str], Any], btag_cfg: Any = None
+    fmt: Format,
+    types: Iterable[str],
+    cuts: Callable[[str], Any],
+    btag_cfg: Any = None,
+    *,
+    charge: bool = False,
 ) -> list[str]:
     """The branches :func:`read_collections` touches for this selection (traced, not listed)."""
     touched: list[str] = []
@@ -363,5 +463,14 @@ def required_branches(
         touched.append(name)
         return ak.Array([[1.0]])
 
-    read_collections(record, fmt, types, cuts, btag_cfg=btag_cfg)
+    read_collections(record, fmt, types, cuts, btag_cfg=btag_cfg, charge=charge)
     return sorted(set(touched))
+
+
+def branches_needed(fmt: Format, sel: Any) -> list[str]:
+    """Every branch the processor reads from a file of this format for an ObjectSelection
+    (its active types, the collections overlap removal needs, charges, b-tagging)."""
+    overlap = sel.overlap_removal.applies_to(fmt.name)
+    return required_branches(
+        fmt, types_to_read(sel, overlap), sel.cuts, sel.btagging, charge=sel.needs_charge()
+    )

@@ -6,7 +6,9 @@ import re
 
 from processor.physics.finalstates import category_label, fs_label, parse_fs_label
 
-_CATEGORY_RE = re.compile(r"^(\d+)ex_(\d+)mx_(\d+)jx_(\d+)gx_(\d+)tx_(\d+)bx$")
+_CATEGORY_RE = re.compile(
+    r"^(\d+)ex_(\d+)mx_(\d+)jx_(\d+)gx_(\d+)tx_(\d+)bx(?:_(\d+)Zx)?(?:_(OS|SS))?$"
+)
 #: BumpNet's own category parser (its selection helper), DESIGN §3
 BUMPNET_CATEGORY_RE = re.compile(r"(\d+)(ex|mx|bx|jx|Zx)")
 
@@ -20,7 +22,7 @@ def roi_name(fs: str, combo: str, width: float, bumpnet: bool = True) -> str:
     """``ROI_mass_{combo}_cat_{category}_width_{w}`` (or ``ROI_{fs}_{combo}_width_{w}``)."""
     if bumpnet:
         return (
-            f"ROI_mass_{combo}_cat_{category_label(parse_fs_label(fs))}_width_{width_text(width)}"
+            f"ROI_mass_{combo}_cat_{category_label(*parse_fs_label(fs))}_width_{width_text(width)}"
         )
     return f"ROI_{fs}_{combo}_width_{width_text(width)}"
 
@@ -32,20 +34,23 @@ def outlier_name(fs: str, combo: str, width: float, bumpnet: bool = True) -> str
 
 def raw_name(fs: str, combo: str) -> str:
     """Fine-grid histogram name, ``raw_mass_{combo}_cat_{category}`` (BumpNet's raw view)."""
-    return f"raw_mass_{combo}_cat_{category_label(parse_fs_label(fs))}"
+    return f"raw_mass_{combo}_cat_{category_label(*parse_fs_label(fs))}"
 
 
 def fs_count_name(fs: str) -> str:
     """Name of a final state's event-count histogram in the raw file."""
-    return f"nevents_cat_{category_label(parse_fs_label(fs))}"
+    return f"nevents_cat_{category_label(*parse_fs_label(fs))}"
 
 
-def parse_category(category: str) -> dict[str, int]:
-    """Counts per type from ``2ex_0mx_1jx_0gx_0tx_0bx``."""
+def parse_category(category: str) -> tuple[dict[str, int], str | None]:
+    """(counts per type, charge tag) from ``2ex_0mx_1jx_0gx_0tx_0bx[_1Zx][_OS]``."""
     m = _CATEGORY_RE.match(category)
     if not m:
         raise ValueError(f"not a category label: {category!r}")
-    return dict(zip(("e", "m", "j", "g", "t", "b"), (int(x) for x in m.groups()), strict=True))
+    *numbers, z, tag = m.groups()
+    counts = dict(zip(("e", "m", "j", "g", "t", "b"), (int(x) for x in numbers), strict=True))
+    counts["Z"] = int(z or 0)
+    return counts, tag
 
 
 def parse_raw_name(name: str) -> tuple[str, str]:
@@ -54,13 +59,13 @@ def parse_raw_name(name: str) -> tuple[str, str]:
     if not body.startswith("raw_mass_") or "_cat_" not in body:
         raise ValueError(f"not a raw histogram name: {name!r}")
     combo, category = body[len("raw_mass_") :].split("_cat_", 1)
-    return fs_label(parse_category(category)), combo
+    return fs_label(*parse_category(category)), combo
 
 
 def parse_fs_count_name(name: str) -> str:
     """fs label of a ``nevents_cat_…`` name."""
     body = name.split(";")[0]
-    return fs_label(parse_category(body[len("nevents_cat_") :]))
+    return fs_label(*parse_category(body[len("nevents_cat_") :]))
 
 
 def bumpnet_view(name: str) -> tuple[str, tuple[tuple[str, int], ...]]:

@@ -45,7 +45,15 @@ COLOR_DROPPED = "#bdbdbd"
 COLOR_BAD = "#c0392b"
 COLOR_OK = "#2e7d32"
 
-_OBJECT_SYMBOLS = {"e": "e", "m": r"\mu", "j": "j", "g": r"\gamma", "t": r"\tau", "b": "b"}
+_OBJECT_SYMBOLS = {
+    "e": "e",
+    "m": r"\mu",
+    "j": "j",
+    "g": r"\gamma",
+    "t": r"\tau",
+    "b": "b",
+    "Z": "Z",
+}
 
 
 @dataclass
@@ -187,18 +195,22 @@ def _atlas_label(ax: Axes, info: LabelInfo, data: bool = True, loc: int = 4) -> 
 
 def _mass_label(combo: str) -> str:
     """``e0e1j0`` -> ``$m_{e_{0}e_{1}j_{0}}$``."""
-    parts = re.findall(r"([a-z])(\d+)", combo)
+    parts = re.findall(r"([a-zA-Z])(\d+)", combo)
     if not parts:
         return f"m({combo})"
     body = r"\,".join(f"{_OBJECT_SYMBOLS.get(t, t)}_{{{i}}}" for t, i in parts)
-    return f"$m_{{{body}}}$"
+    tag = re.search(r"_(OS|SS)$", combo)
+    return f"$m_{{{body}}}$" + (f" ({tag.group(1)})" if tag else "")
 
 
 def _fs_pretty(fs: str) -> str:
     """``2e_0m_1j_0g_0t_0b`` -> ``2e 1j`` (non-zero multiplicities, physics symbols)."""
     items = []
     for part in fs.split("_"):
-        m = re.fullmatch(r"(\d+)([a-z])", part)
+        if part in ("OS", "SS"):
+            items.append(r"\mathrm{" + part + "}")
+            continue
+        m = re.fullmatch(r"(\d+)([a-zA-Z])", part)
         if not m:
             return fs
         if int(m.group(1)):

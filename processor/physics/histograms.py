@@ -10,7 +10,7 @@ import hist
 import numpy as np
 
 from processor.physics.analysis import ChunkAnalysis, combo_key
-from processor.physics.finalstates import decode, fs_label
+from processor.physics.finalstates import code_label
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def fill_chunk(
         if w_valid is None
         else np.bincount(inverse, weights=w_valid, minlength=len(uniq))
     )
-    labels = [fs_label(decode(int(c))) for c in uniq]
+    labels = [code_label(int(c)) for c in uniq]
     out: dict[str, Any] = {
         "hists": hists,
         "fs_events": dict(zip(labels, (int(x) for x in n), strict=True)),

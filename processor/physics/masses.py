@@ -20,8 +20,12 @@ def four_momenta(rec: ak.Array, obj_type: str, hypothesis: str = "stored") -> di
     """Cartesian components (px, py, pz, E) in GeV, float64, of jagged objects.
 
     'stored' uses the energy or mass the file stores; 'pdg' replaces it with the type's
-    PDG mass (E = sqrt(p^2 + m^2)).
+    PDG mass (E = sqrt(p^2 + m^2)). Composite objects (Z candidates) carry their Cartesian
+    components already (computed from their leptons under the hypothesis) and are returned as
+    they are.
     """
+    if "px" in rec.fields:
+        return {c: ak.values_astype(rec[c], np.float64) for c in COMPONENTS}
     pt = ak.values_astype(rec.pt, np.float64)
     eta = ak.values_astype(rec.eta, np.float64)
     phi = ak.values_astype(rec.phi, np.float64)

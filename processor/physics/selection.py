@@ -1,4 +1,5 @@
-"""Object selection: kinematic and quality cuts, b-tag split, pT ordering, count limits."""
+"""Object selection: kinematic and quality cuts, overlap removal, b-tag split, pT ordering,
+count limits."""
 
 from __future__ import annotations
 
@@ -7,20 +8,22 @@ from collections.abc import Mapping
 import awkward as ak
 import numpy as np
 
-from processor.config import ObjectSelection
+from processor.config import READ_TYPES, ObjectSelection
+from processor.physics.overlap import remove_overlaps, required_types
 
 
 def select_objects(
-    collections: Mapping[str, ak.Array], sel: ObjectSelection
+    collections: Mapping[str, ak.Array], sel: ObjectSelection, overlap_removal: bool = False
 ) -> dict[str, ak.Array]:
     """Selected objects of each active type, sorted by pT (descending) within the type.
 
     Cuts are ``pt > pt_min`` and ``|eta| < abs_eta_max`` (GeV), plus the id/iso mask the
-    format adapter computed (``pass_quality``). With b-tagging on, tagged jets that pass the
-    jet cuts become type ``b`` and leave ``j``.
+    format adapter computed (``pass_quality``). With ``overlap_removal`` the selected objects
+    of every collection given (also types read only for it) go through the overlap-removal
+    sequence. With b-tagging on, tagged jets that pass the jet cuts become type ``b`` and
+    leave ``j``.
     """
-    out: dict[str, ak.Array] = {}
-    active = sel.active_types()
+    chosen: dict[str, ak.Array] = {}
     for t, rec in collections.items():
         cut = sel.cuts(t)
         # compare in float64: a float32 branch against 2.37 would be compared in float32
@@ -29,14 +32,33 @@ def select_objects(
         mask = (pt > cut.pt_min) & (abs(eta) < cut.abs_eta_max)
         if "pass_quality" in rec.fields:
             mask = mask & rec.pass_quality
+        chosen[t] = rec[mask]
+    if overlap_removal:
+        chosen = remove_overlaps(chosen, sel.overlap_removal)
+    out: dict[str, ak.Array] = {}
+    active = sel.active_types()
+    for t, rec in chosen.items():
         if t == "j" and "b" in active:
             tagged = rec.btag
-            out["b"] = _sorted(rec[mask & tagged])
+            out["b"] = _sorted(rec[tagged])
             if "j" in active:
-                out["j"] = _sorted(rec[mask & ~tagged])
+                out["j"] = _sorted(rec[~tagged])
         elif t in active:
-            out[t] = _sorted(rec[mask])
+            out[t] = _sorted(rec)
     return out
+
+
+def types_to_read(sel: ObjectSelection, overlap_removal: bool = False) -> tuple[str, ...]:
+    """Collections to read for a selection: the active types (b as ``b``: jets plus the tag,
+    Z from e and mu) and, with overlap removal, the collections it needs for them."""
+    base = set(sel.types)
+    active = sel.active_types()
+    if "b" in active:
+        base.add("j")
+    if overlap_removal:
+        base = required_types(base, sel.overlap_removal)
+    out = tuple(t for t in READ_TYPES if t in base)
+    return out + (("b",) if "b" in active else ())
 
 
 def _sorted(rec: ak.Array) -> ak.Array:
@@ -58,9 +80,10 @@ def object_counts(
 
 
 def count_limit_mask(counts: Mapping[str, np.ndarray], sel: ObjectSelection) -> np.ndarray:
-    """True for events within every type's count limit (the original drops the others)."""
+    """True for events within every type's [min_count, max_count] (the original drops events
+    above max_count; min_count is its newer configuration's per-type minimum)."""
     n = len(next(iter(counts.values()))) if counts else 0
     ok = np.ones(n, dtype=bool)
     for t, c in counts.items():
-        ok &= c <= sel.max_count(t)
+        ok &= (c >= sel.min_count(t)) & (c <= sel.max_count(t))
     return ok

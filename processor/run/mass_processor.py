@@ -16,9 +16,12 @@ from processor.opendata.formats import (
     missing_types,
     read_collections,
 )
+from processor.opendata.preflight import missing_branches_message
 from processor.opendata.weights import default_scale_factors, luminosity_pb, mc_weights
 from processor.physics.analysis import analyse_objects
 from processor.physics.histograms import MassGrid, fill_chunk
+from processor.physics.selection import types_to_read
+from processor.run import coffea_compat  # noqa: F401  (non-ASCII paths; patches on import)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class MassProcessor(processor.ProcessorABC):
 
     def __init__(self, config: Config, skip_bad_chunks: bool = False):
         self.skip_bad_chunks = skip_bad_chunks
+        self.config = config
         self.sel = config.object_selection
         self.mass = config.mass_calculation_task_config
         self.format_override = config.parsing_task_config.format
@@ -60,8 +64,9 @@ class MassProcessor(processor.ProcessorABC):
         filename, treename = meta.get("filename", "?"), meta.get("treename", "?")
         fields = set(events.fields)
         fmt = detect_format(treename, fields, self.format_override, source=filename)
-        types = self.sel.active_types()
-        absent = missing_types(fmt, types)
+        overlap = self.sel.overlap_removal.applies_to(fmt.name)
+        types = types_to_read(self.sel, overlap)
+        absent = missing_types(fmt, self.sel.active_types())
         if absent:
             log.warning(
                 "%s: format %s has no %s objects; treated as empty", filename, fmt.name, absent
@@ -72,8 +77,7 @@ class MassProcessor(processor.ProcessorABC):
             if name not in cache:
                 if name not in fields:
                     raise FormatError(
-                        f"{filename}: branch '{name}' missing from tree '{treename}' "
-                        f"(format {fmt.name}); check the file or parsing_task_config.format"
+                        missing_branches_message(filename, treename, fmt, [name], self.config)
                     )
                 cache[name] = events[name]
             return cache[name]
@@ -84,6 +88,7 @@ class MassProcessor(processor.ProcessorABC):
             types,
             self.sel.cuts,
             btag_cfg=self.sel.btagging,
+            charge=self.sel.needs_charge(),
             available=fields.__contains__,
         )
         is_mc = bool(meta.get("is_mc", False))
@@ -102,7 +107,12 @@ class MassProcessor(processor.ProcessorABC):
                 scale_factors=sfs,
             )
         analysis = analyse_objects(
-            collections, len(events), self.sel, self.mass.combinations, self.mass.mass_hypothesis
+            collections,
+            len(events),
+            self.sel,
+            self.mass.combinations,
+            self.mass.mass_hypothesis,
+            overlap_removal=overlap,
         )
         filled = fill_chunk(analysis, self.grid, weights, self.weighted)
         cutflow = filled.pop("cutflow")
