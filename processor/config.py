@@ -89,7 +89,9 @@ class ParsingConfig(_Strict):
     datasets: list[str | int] | None = None
     #: per dataset; None = all files. The choice is deterministic (sorted URLs, first N).
     max_files_to_process: PositiveInt | None = None
-    protocol: Literal["root", "https"] = "https"
+    #: "auto" = root (XRootD) when the 'xrootd' extra imports (fsspec_xrootd + XRootD), else https;
+    #: "root" / "https" force one (root without the extra is an error).
+    protocol: Literal["auto", "root", "https"] = "auto"
     format: FormatName = "auto"
     tree_name: str | None = None
     download: bool = False
