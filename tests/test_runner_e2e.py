@@ -87,7 +87,12 @@ def test_demo_runs_and_writes_a_bumpnet_file(demo_run):
             np.testing.assert_allclose(np.diff(edges), 10.0)
             for view in ("raw_", "rebinned_"):  # BumpNet's three views of each spectrum
                 assert view + k.removeprefix("ROI_") in keys, k
-        assert all(k.startswith(("ROI_", "rebinned_", "raw_", "outliers_")) for k in keys)
+        # and the bump scan's Z_LR and background beside each scanned ROI (issue 13)
+        assert all(
+            k.startswith(("ROI_", "rebinned_", "raw_", "outliers_", "zlr_", "scanbkg_"))
+            for k in keys
+        )
+        assert any(k.startswith("zlr_") for k in keys)
 
 
 def test_demo_mc_file_is_stacked_by_process(demo_run):
