@@ -107,3 +107,19 @@ def test_scan_records_and_zlr_histograms_read_back(demo):
             roi = f[row["roi_name"]]
             assert list(zlr.axis().edges()) == list(roi.axis().edges())
             assert scan_key("scanbkg_", row["roi_name"]) in keys
+
+
+def test_plots_only_remakes_the_spectra_with_the_scan(demo):
+    _, run_dir, _ = demo
+    pdf = run_dir / "plots" / "spectra.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF")
+    pdf.unlink()
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "runner.py"), "--plots-only", "--run-dir", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and len(data) > 50_000
