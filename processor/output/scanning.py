@@ -46,6 +46,8 @@ class ScanTask:
     config: dict[str, Any]
     #: expected counts per ROI bin from the weighted MC (``background: mc``), else None
     mc_background: np.ndarray | None = None
+    #: the ROI histogram's axis, reused for the zlr_/scanbkg_ histograms (identical binning)
+    axis: Any = None
 
 
 @dataclass
@@ -59,6 +61,7 @@ class ScanOutcome:
     zlr: np.ndarray | None = None
     background: np.ndarray | None = None
     seconds: float = 0.0
+    axis: Any = None
 
 
 @dataclass
@@ -141,6 +144,7 @@ def run_scan_task(task: ScanTask) -> ScanOutcome:
             {"skipped": f"scan error: {type(err).__name__}: {err}"},
             task.edges,
             seconds=time.perf_counter() - t0,
+            axis=task.axis,
         )
     return ScanOutcome(
         task.group,
@@ -150,6 +154,7 @@ def run_scan_task(task: ScanTask) -> ScanOutcome:
         zlr=zlr,
         background=background,
         seconds=time.perf_counter() - t0,
+        axis=task.axis,
     )
 
 
@@ -200,7 +205,16 @@ def scan_tasks(
                 if fine is not None:
                     mc_bkg = mc_on_edges(fine, edges, weighted)
             tasks.append(
-                ScanTask(group, spec.roi_name, counts, edges, sqrt_s_gev, task_cfg, mc_bkg)
+                ScanTask(
+                    group,
+                    spec.roi_name,
+                    counts,
+                    edges,
+                    sqrt_s_gev,
+                    task_cfg,
+                    mc_bkg,
+                    axis=spec.roi.axes[0],
+                )
             )
     return tasks
 
@@ -276,10 +290,14 @@ def format_window(group: str, name: str, r: Mapping[str, Any]) -> str:
     )
 
 
-def _hist_from(values: np.ndarray, edges: np.ndarray, label: str) -> Any:
+def _hist_from(values: np.ndarray, edges: np.ndarray, label: str, axis: Any = None) -> Any:
+    """A histogram of ``values`` on ``axis`` (the ROI's own, so that ROOT sees the same binning)
+    or, without it, on ``edges``."""
     import hist
 
-    h = hist.Hist(hist.axis.Variable(edges, name="mass", label="mass [GeV]"), label=label)
+    if axis is None:
+        axis = hist.axis.Variable(edges, name="mass", label="mass [GeV]")
+    h = hist.Hist(axis, label=label)
     h.view()[:] = values
     return h
 
@@ -311,6 +329,7 @@ def add_scan_histograms(path: str | Path, outcomes: Mapping[str, ScanOutcome]) -
                     (BKG_PREFIX, o.background, "scan background"),
                 ):
                     key = scan_key(prefix, name)
-                    f[key] = to_th1(_hist_from(np.asarray(values, float), o.edges, label))
+                    h = _hist_from(np.asarray(values, float), o.edges, label, o.axis)
+                    f[key] = to_th1(h)
                     keys.append(key)
     return keys
