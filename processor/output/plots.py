@@ -602,7 +602,7 @@ def check_plot_inputs(run_dir: str | Path) -> None:
         try:
             with uproot.open(path) as f:
                 for name in names:
-                    f[name].values()
+                    summed_values(f[name])  # a THStack (MC by process) has no values()
         except Exception as exc:
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
             raise PlotsError(
