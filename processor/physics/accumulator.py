@@ -1,6 +1,12 @@
 """The accumulator one run adds up: its shape, an empty one, totals and the merge of several.
 
-Shape (what ``MassProcessor.process`` returns per chunk and coffea adds up)::
+Per chunk, ``MassProcessor.process`` returns each group's histograms as one compact
+``"table"`` (:class:`processor.physics.histograms.MassTable`: touched bins only, added with
+``+``); coffea adds those, and ``MassProcessor.postprocess`` expands them once
+(:func:`processor.physics.histograms.expand_group`) into the shape below, which everything
+after processing (post-processing, ROOT files, merges) reads.
+
+Shape (after ``MassProcessor.postprocess``; also what ``read_raw_file`` gives back)::
 
     {
       "groups":   {group ("data"|"mc"): {

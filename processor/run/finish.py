@@ -13,7 +13,7 @@ from processor.output.manifest import build_manifest, group_record, jsonable_met
 from processor.output.postprocess import postprocess_groups
 from processor.output.rootfiles import bumpnet_filename, write_bumpnet_file, write_raw_file
 from processor.physics.accumulator import total_cutflow
-from processor.physics.histograms import MassGrid, accumulator_size
+from processor.physics.histograms import MassGrid, compact_size
 from processor.run.execute import ProcessingResult
 from processor.run.rundir import software_versions
 
@@ -106,7 +106,7 @@ def finish_run(
             "n_files": len(inputs),
             "n_failed_files": len({f["file"] for f in failures}),
             "n_failed_chunks": sum(1 for f in failures if f["chunk"] not in ("all",)),
-            "accumulator_bytes": accumulator_size(out.get("groups", {})),
+            "accumulator_bytes": compact_size(out.get("groups", {}), grid),
         },
         fine_grid={"width_gev": grid.width, "max_gev": grid.mass_max, "bins": grid.n_bins},
     )

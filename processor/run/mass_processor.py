@@ -18,7 +18,7 @@ from processor.opendata.formats import (
 )
 from processor.opendata.weights import default_scale_factors, luminosity_pb, mc_weights
 from processor.physics.analysis import analyse_objects
-from processor.physics.histograms import MassGrid, fill_chunk
+from processor.physics.histograms import MassGrid, expand_group, fill_chunk
 from processor.physics.selection import types_to_read
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,11 @@ log = logging.getLogger(__name__)
 class MassProcessor(processor.ProcessorABC):
     """Per chunk: select objects, classify the final state, fill fine mass histograms.
 
-    Output: ``{"groups": {"data"|"mc": {"hists", "fs_events", "fs_sumw"}}, "cutflow":
-    {dataset: {step: n}}, "files": {filename: events}, "formats": {format: events}}``.
+    Per chunk: ``{"groups": {"data"|"mc": {"table", "fs_events", "fs_sumw"}}, "cutflow":
+    {dataset: {step: n}}, "files": {filename: events}, "formats": {format: events}}``, where
+    ``table`` is a compact :class:`~processor.physics.histograms.MassTable` (small to ship and
+    cheap to add). :meth:`postprocess` turns the accumulated tables into the documented
+    accumulator of ``hist.Hist`` (:mod:`processor.physics.accumulator`).
     """
 
     def __init__(self, config: Config, skip_bad_chunks: bool = False):
@@ -122,5 +125,9 @@ class MassProcessor(processor.ProcessorABC):
         }
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
-        """Nothing per chunk: post-processing runs once on the accumulated result."""
+        """Build the fine histograms once from the accumulated compact tables (physics
+        post-processing runs later, on the whole result)."""
+        groups = accumulator.get("groups")
+        if groups:
+            accumulator["groups"] = {g: expand_group(c, self.grid) for g, c in groups.items()}
         return accumulator
