@@ -17,6 +17,7 @@ import asyncio
 import logging
 import re
 import shlex
+import shutil
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -288,8 +289,25 @@ def _submit_args(kind: str) -> list[str]:
     return ["-N", name] if name else []
 
 
+def remove_tls_files(run_dir: Path) -> int:
+    """Delete ``run_dir/.dask-tls`` (the workers' copies of a TLS key and certificates);
+    returns the number of files removed. A killed ``--pbs`` run leaves them behind (dask-jobqueue
+    deletes them only when its cluster object is closed), so every run start and end calls this
+    (under the run directory's lock: no live run is using them)."""
+    tls_dir = Path(run_dir) / TLS_DIRNAME
+    if not tls_dir.is_dir():
+        return 0
+    n = sum(1 for p in tls_dir.rglob("*") if p.is_file())
+    shutil.rmtree(tls_dir, ignore_errors=True)
+    if n:
+        logger.info("removed %d TLS key/certificate file(s) left in %s", n, tls_dir)
+    return n
+
+
 def _tls(cfg: BatchClusterConfig, run_dir: Path) -> tuple[Security | None, Path | None]:
-    """Temporary TLS credentials and the shared directory for the workers' copies."""
+    """Temporary TLS credentials and the shared directory for the workers' copies (emptied of
+    any left by a killed run first)."""
+    remove_tls_files(run_dir)
     if not cfg.tls:
         return None, None
     tls_dir = run_dir / TLS_DIRNAME

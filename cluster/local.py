@@ -13,6 +13,8 @@ logger = logging.getLogger(__name__)
 
 #: Local schedulers and workers listen on loopback only.
 LOCAL_HOST = "127.0.0.1"
+#: module run in every local worker process at start (it ignores SIGINT)
+WORKER_PRELOAD = "cluster.worker_signals"
 
 
 def default_local_workers(threads_per_worker: int) -> int:
@@ -36,6 +38,7 @@ def make_local_cluster(
         memory_limit=cfg.memory_limit,
         host=LOCAL_HOST,
         dashboard_address=cfg.dashboard_address,
+        preload=[WORKER_PRELOAD],  # workers ignore Ctrl-C: the driver shuts them down
     )
     logger.info(
         "local cluster: %d workers x %d threads, scheduler %s",

@@ -385,6 +385,14 @@ class ExecutorConfig(_Strict):
 
     chunksize: PositiveInt = 200_000
     retries: int = Field(3, ge=0)
+    #: transient read errors (timeouts, HTTP 5xx, connection resets) retried per request this
+    #: many times, waiting io_retry_backoff_s * 2**k (at most 30 s) before retry k, before the
+    #: chunk (or file) is recorded failed; 0: no retries.
+    io_retries: int = Field(3, ge=0, le=20)
+    io_retry_backoff_s: float = Field(1.0, gt=0, le=60)
+    #: Dask runs: fail (one line naming the memory setting) when no task finished for this
+    #: many seconds while workers are paused (out of memory) or gone; null: wait forever.
+    stall_timeout_s: PositiveFloat | None = 300.0
     #: None: on for release runs, off for --input runs.
     skipbadfiles: bool | None = None
     align_clusters: bool = True

@@ -58,6 +58,10 @@ class StorageError(BumpnetError, RuntimeError):
     """
 
 
+class StallError(BumpnetError, RuntimeError):
+    """No task finished for executor.stall_timeout_s while workers were paused or missing."""
+
+
 class RunInterrupted(KeyboardInterrupt):
     """The run was stopped by SIGTERM (batch walltime) or SIGINT; checkpoints are kept."""
 
@@ -85,5 +89,6 @@ __all__ = [
     "RunDirError",
     "RunDirLockedError",
     "RunInterrupted",
+    "StallError",
     "StorageError",
 ]

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from processor.errors import StorageError
+
+#: errno values that mean "the storage cannot take the write", never "the input is bad"
+STORAGE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG}
+)
+
+
+def storage_error(path: str | Path, exc: OSError) -> StorageError:
+    """One line naming the path, the real cause and how to continue."""
+    cause = os.strerror(exc.errno) if exc.errno else str(exc)
+    return StorageError(
+        f"cannot write {path}: {cause} [errno {exc.errno}]; free space or fix the permissions "
+        "of the output location, then rerun with --resume RUN_DIR to continue from the checkpoints"
+    )
 
 
 def cache_root() -> Path:
@@ -26,20 +43,32 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a unique temporary sibling of ``path``; it becomes ``path`` only if the block succeeds.
 
     The temporary file is flushed to disk before the rename, so a crash leaves either the old
-    file or the complete new one under the final name, never a half-written file.
+    file or the complete new one under the final name, never a half-written file. A write the
+    storage refuses (disk full, read-only, quota: :data:`STORAGE_ERRNOS`) raises
+    :class:`StorageError` naming ``path`` (the final name, not the temporary one).
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
+    error: OSError | None = None
+    tmp: Path | None = None
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        os.close(fd)
+        tmp = Path(name)
         yield tmp
         with contextlib.suppress(OSError), open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        error = exc
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+    if error is not None:  # raised outside the except block: no OSError in the chain
+        raise storage_error(final, error)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

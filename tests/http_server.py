@@ -66,6 +66,8 @@ class _State:
     cut_times: int = 0
     digest: bool = True
     accept_ranges: bool = True
+    fail_every: int | None = None
+    file_requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -191,6 +193,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         size = target.stat().st_size
         state = self.server.state
+        with state.lock:
+            state.file_requests += 1
+            flaky = bool(state.fail_every) and state.file_requests % state.fail_every == 0
+        if flaky:
+            self._send_error(503, "Service Unavailable (flaky test storage)")
+            return
         range_header = self.headers.get("Range")
         ranges = None
         if range_header and state.accept_ranges:
@@ -338,6 +346,7 @@ class LocalHTTPServer:
         cut_times: ... for this many file responses (then serve normally).
         digest: answer ``Want-Digest: adler32`` with a ``Digest`` header (as EOS does).
         accept_ranges: honour ``Range`` headers (False: always send the whole file, 200).
+        fail_every: answer every N-th file request with HTTP 503 (a flaky storage).
     """
 
     def __init__(
@@ -349,6 +358,7 @@ class LocalHTTPServer:
         cut_times: int = 1,
         digest: bool = True,
         accept_ranges: bool = True,
+        fail_every: int | None = None,
     ) -> None:
         self.state = _State(
             root=Path(root) if root is not None else None,
@@ -357,6 +367,7 @@ class LocalHTTPServer:
             cut_times=cut_times if cut_after is not None else 0,
             digest=digest,
             accept_ranges=accept_ranges,
+            fail_every=fail_every,
         )
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

@@ -3,13 +3,17 @@ walltime kills and storage errors, each against real generated files and the rea
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -487,6 +491,511 @@ def test_sigterm_then_resume_gives_the_clean_result(work, inputs, clean25):
     assert "Traceback" not in err
     assert not (run_dir / "manifest.json").exists()
     # the recorded run: no --config, no --input
+    res = runner(["--local", "--workers", "1", "--resume", str(run_dir)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert assert_same_run_histograms(run_dir, clean25) > 5
+
+
+# -- 5/6. storage errors (disk full) are never input failures -------------------------------------
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where`` (root only; skips otherwise), unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    where.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.mark.slow
+def test_full_disk_exits_5_naming_the_path_and_resume_continues(work, inputs, clean25):
+    """ENOSPC while checkpointing, with skipbadfiles on: exit 5, one line naming the path and
+    --resume; no good input marked failed; after freeing space --resume gives the clean result."""
+    d = work / "enospc"
+    d.mkdir()
+    cfg = config_file(
+        d, "c.yaml", 25, "executor: {chunksize: 1500, align_clusters: false, skipbadfiles: true}\n"
+    )
+    with small_tmpfs(d / "mnt", "96k") as mnt:
+        run_dir = mnt / "r"
+        res = runner(
+            [*FAST, "--config", str(cfg), "--input", *map(str, inputs), "--run-dir", str(run_dir)],
+            d,
+        )
+        assert res.returncode == 5, res.stderr[-3000:]
+        (line,) = error_lines(res)
+        assert "No space left on device" in line and str(run_dir / "checkpoints") in line
+        assert "--resume" in line
+        assert "Empty list provided to reduction" not in res.stderr
+        assert "Traceback" not in res.stderr and "Logging error" not in res.stderr
+        assert not (run_dir / "manifest.json").exists()  # no result claiming failed inputs
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+        res = runner([*FAST, "--resume", str(run_dir)], d)
+        assert res.returncode == 0, res.stderr[-3000:]
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        assert manifest["status"] == "ok" and not manifest["failures"]
+        assert assert_same_run_histograms(run_dir, clean25) > 5
+
+
+@pytest.mark.slow
+def test_full_disk_while_writing_outputs_names_the_final_path(work, inputs):
+    """ENOSPC while writing the ROOT files (checkpoints fitted): exit 5 naming the output file."""
+    d = work / "enospc_out"
+    d.mkdir()
+    cfg = config_file(d, "c.yaml", 25)
+    with small_tmpfs(d / "mnt", "240k") as mnt:
+        run_dir = mnt / "r"
+        res = runner(
+            [*FAST, "--config", str(cfg), "--input", *map(str, inputs), "--run-dir", str(run_dir)],
+            d,
+        )
+        assert res.returncode == 5, res.stderr[-3000:]
+        (line,) = error_lines(res)
+        assert "No space left on device" in line and str(run_dir / "histograms") in line
+        assert ".tmp" not in line  # the final name, not the temporary sibling
+        assert not list((run_dir / "histograms").glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_full_disk_while_plotting_is_not_a_success(work, inputs):
+    """ENOSPC in plots/ (histograms and manifest fitted): exit 5 naming plots/, no summary
+    pointing at plots/ as complete, the manifest says the plots are not done."""
+    d = work / "enospc_plots"
+    d.mkdir()
+    cfg = d / "c.yaml"
+    cfg.write_text("executor: {chunksize: 1500, align_clusters: false}\n")
+    with small_tmpfs(d / "mnt", "640k") as mnt:
+        run_dir = mnt / "r"
+        res = runner([*FAST, "--config", str(cfg), "--input", *map(str, inputs), "--run-dir", str(run_dir)], d)  # fmt: skip
+        assert res.returncode == 5, res.stderr[-3000:]
+        (line,) = error_lines(res)
+        assert "No space left on device" in line and str(run_dir / "plots") in line
+        assert "plots:" not in res.stdout
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        assert manifest["plots"]["status"] != "ok"
+
+
+def test_failed_plots_exit_6_and_say_how_to_redo_them(work, inputs, monkeypatch, capsys):
+    """A plot that fails for any other reason: exit 6, one line naming plots/ and --plots-only,
+    the manifest records it, the summary does not point at plots/."""
+    import processor.output.plots as plots_module
+    from processor.run import cli
+
+    def broken(run_dir: object) -> list[Path]:
+        raise RuntimeError("renderer exploded")
+
+    monkeypatch.setattr(plots_module, "make_plots", broken)
+    d = work / "plots_fail"
+    d.mkdir()
+    cfg = d / "c.yaml"
+    cfg.write_text("executor: {chunksize: 4000, align_clusters: false}\n")
+    run_dir = d / "r"
+    monkeypatch.setenv("BUMPNET_CACHE_DIR", str(d / "cache"))
+    code = cli.main([*FAST, "--config", str(cfg), "--input", str(inputs[0]), "--run-dir", str(run_dir)])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 6
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "renderer exploded" in line and "--plots-only" in line and str(run_dir / "plots") in line
+    assert "plots:" not in out
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["plots"]["status"] == "failed"
+
+
+# -- 8. --plots-only refuses without its inputs; plots are written as a set ---------------------
+
+
+@pytest.fixture(scope="module")
+def plotted(work, inputs) -> Path:
+    """A finished run with its plots."""
+    d = work / "plotted"
+    d.mkdir()
+    cfg = d / "c.yaml"
+    cfg.write_text("executor: {chunksize: 4000, align_clusters: false}\n")
+    res = runner([*FAST, "--config", str(cfg), "--input", *map(str, inputs), "--run-dir", str(d / "r")], d)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "plots:" in res.stdout
+    return d / "r"
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_plots_only_refuses_a_missing_or_truncated_histogram_file(work, plotted, damage):
+    import shutil
+
+    d = work / f"plots_only_{damage}"
+    run_dir = d / "r"
+    shutil.copytree(plotted, run_dir)
+    before = {p.name: p.read_bytes() for p in (run_dir / "plots").iterdir()}
+    assert "spectra.pdf" in before
+    bump = run_dir / "histograms" / "bumpnet_histograms.root"
+    if damage == "missing":
+        bump.unlink()
+    else:
+        data = bump.read_bytes()
+        bump.write_bytes(data[: len(data) // 2])
+    res = runner(["--plots-only", "--run-dir", str(run_dir)], d)
+    assert res.returncode == 6, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert str(bump) in line and ("missing" if damage == "missing" else "unreadable") in line
+    assert {p.name: p.read_bytes() for p in (run_dir / "plots").iterdir()} == before
+
+
+def test_plots_only_rewrites_the_set(work, plotted):
+    import shutil
+
+    d = work / "plots_only_ok"
+    run_dir = d / "r"
+    shutil.copytree(plotted, run_dir)
+    (run_dir / "plots" / "notes.txt").write_text("mine")  # not ours: kept
+    (run_dir / "plots" / "spectra_overview_data_9.png").write_bytes(b"stale")  # ours, stale
+    res = runner(["--plots-only", "--run-dir", str(run_dir)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    names = {p.name for p in (run_dir / "plots").iterdir()}
+    assert names == {p.name for p in (plotted / "plots").iterdir()} | {"notes.txt"}
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".plots")]
+
+
+# -- 7. a read-only output location reports the real cause --------------------------------------
+
+
+@pytest.mark.parametrize("how", ["run_dir", "base_output_dir", "resume"])
+def test_read_only_output_location_names_the_real_cause(work, inputs, clean25, how):
+    """--run-dir, base_output_dir or --resume on a read-only file system: exit 5, one line saying
+    'Read-only file system' and naming the path, not 'No such file or directory'."""
+    import shutil
+
+    d = work / f"readonly_{how}"
+    d.mkdir()
+    with small_tmpfs(d / "mnt", "8m") as mnt:
+        shutil.copytree(clean25, mnt / "done")
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        cfg = config_file(d, "c.yaml", 25, f"run_metadata: {{base_output_dir: {mnt / 'out'}}}\n")
+        args = {
+            "run_dir": ["--config", str(cfg), "--input", str(inputs[0]), "--run-dir", str(mnt / "r")],
+            "base_output_dir": ["--config", str(cfg), "--input", str(inputs[0])],
+            "resume": ["--resume", str(mnt / "done")],
+        }[how]  # fmt: skip
+        res = runner([*FAST, *args], d)
+    assert res.returncode == 5, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert "Read-only file system" in line and str(mnt) in line
+    assert "No such file or directory" not in res.stderr
+
+
+def test_permission_denied_names_the_final_path(tmp_path, monkeypatch):
+    """EACCES (chmod'ed output directory; root ignores chmod, so the refusal is injected where
+    the OS would raise it): a StorageError naming the final file and the cause."""
+    import errno
+    import tempfile
+
+    from processor.errors import StorageError
+    from processor.fsutil import atomic_write_text
+
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        target = locked / "manifest.json"
+    else:
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(tmp_path))
+
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+        target = tmp_path / "manifest.json"
+    with pytest.raises(StorageError) as err:
+        atomic_write_text(target, "{}")
+    msg = str(err.value)
+    assert str(target) in msg and "Permission denied" in msg and "--resume" in msg
+    assert "\n" not in msg
+    assert not isinstance(err.value, OSError)  # skipbadfiles=(OSError,) cannot swallow it
+
+
+# -- 14. transient read errors are retried -------------------------------------------------------
+
+
+def test_flaky_http_storage_gives_the_local_result(work, inputs, clean25):
+    """A loopback HTTP server answering every 4th request with 503 serves the same files: the
+    result equals the local run bin by bin, no input failed, and the 503s were really seen."""
+    from http_server import LocalHTTPServer
+
+    d = work / "flaky"
+    d.mkdir()
+    cfg = config_file(d, "c.yaml", 25, "executor: {chunksize: 1500, align_clusters: false, io_retry_backoff_s: 0.05}\n")  # fmt: skip
+    with LocalHTTPServer(root=inputs[0].parent, fail_every=4) as server:
+        urls = [server.url_for(p.name) for p in inputs]
+        res = runner([*FAST, "--config", str(cfg), "--input", *urls, "--run-dir", str(d / "r")], d)
+        served = server.state.file_requests
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert served >= 8 and "503" in res.stderr and "retry 1 of 3" in res.stderr
+    manifest = json.loads((d / "r" / "manifest.json").read_text())
+    assert not manifest["failures"]
+    assert [row["entries_processed"] for row in manifest["inputs"]] == [4_000, 4_000]
+    assert assert_same_run_histograms(d / "r", clean25) > 5
+
+
+def test_flaky_storage_without_retries_fails_the_chunk_and_names_the_cause(work, inputs):
+    """io_retries: 0 with skipbadfiles: the 503 is recorded as the failure reason (exit 3)."""
+    from http_server import LocalHTTPServer
+
+    d = work / "flaky0"
+    d.mkdir()
+    cfg = config_file(d, "c.yaml", 25, "executor: {chunksize: 1500, align_clusters: false, io_retries: 0, skipbadfiles: true}\n")  # fmt: skip
+    with LocalHTTPServer(root=inputs[0].parent, fail_every=4) as server:
+        res = runner([*FAST, "--config", str(cfg), "--input", server.url_for(inputs[0].name), "--run-dir", str(d / "r")], d)  # fmt: skip
+    assert res.returncode == 3, res.stderr[-3000:]
+    manifest = json.loads((d / "r" / "manifest.json").read_text())
+    assert manifest["failures"] and all("503" in f["reason"] for f in manifest["failures"])
+
+
+def test_transient_errors_are_classified():
+    from processor.opendata.retrying import backoff_s, is_transient
+
+    assert is_transient(ConnectionResetError(104, "Connection reset by peer"))
+    assert is_transient(TimeoutError("read timed out"))
+    assert is_transient(OSError("XRootD error: [ERROR] Operation expired"))
+    wrapped = Exception("Failed processing file")
+    wrapped.__cause__ = ConnectionResetError()
+    assert is_transient(wrapped)
+    assert not is_transient(FileNotFoundError(2, "No such file or directory"))
+    assert not is_transient(ValueError("not a ROOT file"))
+    assert [backoff_s(k, 1.0) for k in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+
+
+@pytest.mark.parametrize(
+    "text", ["executor: {io_retries: -1}\n", "executor: {io_retry_backoff_s: 0}\n"]
+)
+def test_io_retry_settings_are_validated(work, inputs, text):
+    d = work / "cfgretry"
+    d.mkdir(exist_ok=True)
+    cfg = d / "bad.yaml"
+    cfg.write_text(text)
+    res = runner([*FAST, "--dry-run", "--config", str(cfg), "--input", str(inputs[0])], d)
+    assert res.returncode == 2, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert "executor.io_retr" in line
+
+
+# -- 11. non-ASCII characters in input paths ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mode", [FAST, pytest.param(["--local", "--workers", "1"], marks=pytest.mark.slow)]
+)
+def test_non_ascii_input_path_just_works(work, inputs, clean25, mode):
+    """Inputs under ``données/ü_*.root`` (and a run directory with an accent), skipbadfiles on,
+    in process and on a real local Dask cluster: the clean result bin by bin."""
+    import shutil
+
+    d = work / f"unicode_{mode[0].strip('-')}"
+    src = d / "données"
+    src.mkdir(parents=True)
+    copies = [Path(shutil.copy(p, src / f"ü_{i}.root")) for i, p in enumerate(inputs)]
+    cfg = config_file(d, "c.yaml", 25, "executor: {chunksize: 1500, align_clusters: false, skipbadfiles: true}\n")  # fmt: skip
+    run_dir = d / "résultat"
+    res = runner([*mode, "--config", str(cfg), "--input", *map(str, copies), "--run-dir", str(run_dir)], d)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "UnicodeEncodeError" not in res.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert [row["file"] for row in manifest["inputs"]] == [str(p) for p in copies]
+    assert all(row["status"] == "ok" for row in manifest["inputs"])
+    assert assert_same_run_histograms(run_dir, clean25) > 5
+
+
+def test_unicode_hash_equals_coffeas_for_ascii():
+    from coffea.util import _hash
+
+    from processor.run.coffea_compat import unicode_hash
+
+    items = ("data", "/x/y.root", "analysis")
+    digest = hashlib.md5(";".join(items).encode("ascii")).hexdigest()
+    assert unicode_hash(items) == int(digest[:16], 16) == _hash(items)
+    assert isinstance(unicode_hash(("données", "ü.root")), int)
+
+
+# -- 10. a file missing a branch: the branch, the format and a fix that helps --------------------
+
+
+def test_missing_branch_names_branch_format_and_a_working_fix(work, inputs):
+    d = work / "nobranch"
+    d.mkdir()
+    arrays = uproot.open(inputs[0])["analysis"].arrays()
+    keep = [k for k in arrays.fields if not k.startswith("jet_")]
+    skim = d / "skim.root"
+    with uproot.recreate(skim) as f:
+        f["analysis"] = {k: arrays[k] for k in keep}
+    cfg = config_file(d, "c.yaml", 25)
+    res = runner([*FAST, "--config", str(cfg), "--input", str(skim), "--run-dir", str(d / "r")], d)
+    assert res.returncode not in (0, 3), res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert str(skim) in line and "jet_pt" in line and "format 2025e" in line
+    assert "leave 'j' (jets) out of object_selection.types" in line
+    # the suggested fix does help
+    fixed = config_file(d, "fixed.yaml", 25, "object_selection: {electrons: {pt_min: 25}, types: [e, m, g, t]}\n")  # fmt: skip
+    res = runner([*FAST, "--config", str(fixed), "--input", str(skim), "--run-dir", str(d / "r2")], d)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+# -- 15. TLS key/certificates of a killed --pbs run are removed --------------------------------
+
+
+def _leave_tls_files(run_dir: Path) -> list[Path]:
+    """The files a SIGKILLed --pbs run leaves (dask-jobqueue's NamedTemporaryFile names)."""
+    from cluster.batch import TLS_DIRNAME
+
+    tls = run_dir / TLS_DIRNAME
+    tls.mkdir(mode=0o700, parents=True, exist_ok=True)
+    files = [tls / f".dask-jobqueue.worker.{k}.{s}" for k, s in (("key", "k3j2"), ("cert", "x9a1"), ("ca_file", "q0z7"))]  # fmt: skip
+    for f in files:
+        f.write_text("-----BEGIN PRIVATE KEY-----\nnot a real key\n-----END PRIVATE KEY-----\n")
+    return files
+
+
+def test_tls_files_of_a_killed_pbs_run_are_removed_by_the_resume(work, inputs, clean25):
+    """An interrupted run (checkpoints, no manifest) with TLS files left: --resume removes them
+    at its start and ends with the clean result and no .dask-tls directory."""
+    import shutil
+
+    d = work / "tls_resume"
+    d.mkdir()
+    run_dir = d / "r"
+    shutil.copytree(clean25, run_dir)
+    (run_dir / "manifest.json").unlink()  # as killed before finishing
+    files = _leave_tls_files(run_dir)
+    res = runner([*FAST, "--resume", str(run_dir)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert not any(f.exists() for f in files)
+    assert not (run_dir / ".dask-tls").exists()
+    assert "removed 3 TLS key/certificate file(s)" in res.stderr
+    assert assert_same_run_histograms(run_dir, clean25) > 5
+
+
+def test_tls_files_are_removed_when_a_run_fails_and_when_a_pbs_cluster_starts(work, tmp_path):
+    """A run that fails (bad input) still removes them at its end; and creating a batch cluster
+    empties the TLS directory before writing new ones."""
+    from cluster.batch import _tls
+    from cluster.config import BatchClusterConfig
+
+    d = work / "tls_fail"
+    d.mkdir()
+    run_dir = d / "r"
+    run_dir.mkdir()
+    files = _leave_tls_files(run_dir)
+    res = runner([*FAST, "--input", str(d / "nope.root"), "--run-dir", str(run_dir)], d)
+    assert res.returncode != 0
+    assert not any(f.exists() for f in files)
+    files = _leave_tls_files(tmp_path)
+    security, tls_dir = _tls(BatchClusterConfig(), tmp_path)
+    assert security is not None and tls_dir is not None and tls_dir.is_dir()
+    assert not any(f.exists() for f in files) and not list(tls_dir.iterdir())
+
+
+# -- 13. a stalled run (workers paused or gone for lack of memory) fails with one line ------------
+
+
+@pytest.mark.slow
+def test_too_little_worker_memory_fails_with_one_line(work, inputs):
+    """memory_limit 250MB on a real LocalCluster: workers pause or are restarted over and over;
+    the run fails (no hang) with one line naming cluster.local.memory_limit and the measured
+    worker memory, and says how to continue."""
+    d = work / "stall"
+    d.mkdir()
+    cfg = config_file(d, "c.yaml", 25, "executor: {chunksize: 1500, align_clusters: false, stall_timeout_s: 10}\ncluster: {local: {memory_limit: 250MB}}\n")  # fmt: skip
+    res = runner(["--local", "--workers", "1", "--config", str(cfg), "--input", *map(str, inputs), "--run-dir", str(d / "r")], d, timeout=600)  # fmt: skip
+    assert res.returncode == 1, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert "stalled" in line and "cluster.local.memory_limit" in line
+    assert re.search(r"measured worker memory \d+ MB of a \d+ MB limit", line), line
+    assert "--resume" in line and "Traceback" not in res.stderr
+    assert not (d / "r" / "manifest.json").exists()
+
+
+def test_stall_timeout_is_validated(work, inputs):
+    d = work / "cfgstall"
+    d.mkdir()
+    cfg = d / "bad.yaml"
+    cfg.write_text("executor: {stall_timeout_s: -5}\n")
+    res = runner([*FAST, "--dry-run", "--config", str(cfg), "--input", str(inputs[0])], d)
+    assert res.returncode == 2, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert "executor.stall_timeout_s" in line
+
+
+def test_stall_watchdog_names_paused_workers_and_their_memory():
+    """The paused-worker branch, with a scheduler that reports one paused worker and never
+    progresses: the blocked main thread is interrupted and a StallError says why."""
+    import time
+
+    from processor.errors import StallError
+    from processor.run.stall import StallWatchdog
+
+    class PausedScheduler:
+        def run_on_scheduler(self, fn: object) -> int:
+            return 42  # the transition counter never moves
+
+        def scheduler_info(self, n_workers: int = -1) -> dict:
+            worker = {"status": "paused", "memory_limit": 250_000_000, "metrics": {"memory": 231_000_000}}  # fmt: skip
+            return {"workers": {"tcp://127.0.0.1:1": worker}}
+
+    dog = StallWatchdog(PausedScheduler(), 0.2, "cluster.local.memory_limit", poll_s=0.05)
+    with pytest.raises(StallError) as err, dog:
+        for _ in range(3000):  # bounded: the watchdog interrupts long before the end
+            time.sleep(0.01)
+    msg = str(err.value)
+    assert "1 of 1 worker(s) paused" in msg and "231 MB of a 250 MB limit" in msg
+    assert "cluster.local.memory_limit" in msg
+
+
+# -- 12 (rest). Ctrl-C to the whole process group: no worker tracebacks -------------------------
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_prints_one_line_and_resume_continues(work, inputs, clean25):
+    """SIGINT to the runner's whole process group (what Ctrl-C in a terminal does: the Dask
+    worker processes get it too): exit 130, one line, no tracebacks; --resume gives the clean
+    result."""
+    d = work / "ctrlc"
+    d.mkdir()
+    run_dir = d / "r"
+    env = {**os.environ, "BUMPNET_CACHE_DIR": str(d / "cache")}
+    cfg = clean25.parent / "c25.yaml"
+    proc = subprocess.Popen(
+        [sys.executable, str(RUNNER), "--local", "--workers", "1", "--config", str(cfg),
+         "--input", *map(str, inputs), "--run-dir", str(run_dir)],
+        cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, like a shell job
+    )  # fmt: skip
+    try:
+        for line in proc.stdout:
+            if "Dask dashboard" in line:
+                break
+        for _ in range(600):
+            if proc.poll() is not None or list((run_dir / "checkpoints").rglob("*.coffea")):
+                break
+            threading.Event().wait(0.2)
+        if proc.poll() is not None:
+            pytest.skip("the run finished before Ctrl-C could be sent")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    assert "interrupted" in errors[0] and f"--resume {run_dir}" in errors[0]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
     res = runner(["--local", "--workers", "1", "--resume", str(run_dir)], d)
     assert res.returncode == 0, res.stderr[-3000:]
     assert assert_same_run_histograms(run_dir, clean25) > 5

@@ -334,17 +334,22 @@ def test_many_spectra_paginate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_failing_plot_raises_after_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One failing plot does not stop the others, but is reported."""
+    """One failing plot does not stop the others, but is reported; the plots are a set, so the
+    earlier plots stay exactly as they were and nothing temporary is left."""
     write_run_dir(tmp_path, spectra=(), groups=("data",))
+    earlier = plots.make_plots(tmp_path)
+    before = {p: p.read_bytes() for p in earlier}
 
     def boom(*args: Any, **kwargs: Any) -> None:
         raise ValueError("broken")
 
     monkeypatch.setattr(plots, "plot_cutflow", boom)
-    with pytest.raises(plots.PlotsError, match="cutflow.png: ValueError: broken"):
+    with pytest.raises(plots.PlotsError, match="cutflow.png: ValueError: broken") as err:
         plots.make_plots(tmp_path)
-    assert (tmp_path / "plots" / "processing_summary.png").exists()
-    assert (tmp_path / "plots" / "final_state_counts.png").exists()
+    assert "--plots-only" in str(err.value)
+    assert {p: p.read_bytes() for p in earlier} == before
+    assert sorted((tmp_path / "plots").iterdir()) == sorted(earlier)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".plots")]
 
 
 def test_raw_rebinning_aligns_with_roi() -> None:

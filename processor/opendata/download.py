@@ -54,8 +54,8 @@ def uproot_options(timeout_s: float | None = None) -> dict[str, Any]:
     """Options for ``uproot.open`` / coffea's ``Runner(uproot_options=...)`` when streaming.
 
     ``timeout`` bounds each HTTP request (aiohttp, through fsspec) and each XRootD operation
-    (fsspec-xrootd); coffea passes it as ``xrootdtimeout``. Retries of failed reads are
-    coffea's business (``executor.retries``), not uproot's.
+    (fsspec-xrootd); coffea passes it as ``xrootdtimeout``. Transient read errors are retried
+    per request by :mod:`processor.opendata.retrying` (``executor.io_retries``).
     """
     return {"timeout": int(timeout_s if timeout_s is not None else STREAM_TIMEOUT_S)}
 

@@ -9,13 +9,105 @@ from typing import Any
 import uproot
 
 from processor.config import Config
-from processor.opendata.formats import FormatError, branches_needed, detect_format
+from processor.opendata.formats import (
+    Format,
+    FormatError,
+    branches_needed,
+    detect_format,
+    required_branches,
+)
 from processor.opendata.releases import TREE_CANDIDATES
 from processor.opendata.weights import default_scale_factors, weight_branches
+from processor.physics.selection import types_to_read
 
 log = logging.getLogger(__name__)
 
 KNOWN_TREES = TREE_CANDIDATES
+
+
+#: object_selection field of each one-letter type
+TYPE_FIELDS = {
+    "e": "electrons",
+    "m": "muons",
+    "j": "jets",
+    "b": "jets",
+    "g": "photons",
+    "t": "taus",
+}
+
+
+def branch_fixes(fmt: Format, branch: str, config: Config, *, is_mc: bool = True) -> list[str]:
+    """Config changes that would make a file lacking ``branch`` usable (the ones that stop
+    reading it), most specific first; empty if no setting reads it."""
+    sel = config.object_selection
+    fixes: list[str] = []
+    if sel.btagging.enabled and fmt.btag is not None and branch == fmt.btag[0]:
+        fixes.append("set object_selection.btagging.enabled: false")
+    needing, quality, charge, overlap_only = [], [], False, False
+    overlap = sel.overlap_removal.applies_to(fmt.name)
+    for t in types_to_read(sel, overlap):
+        if t == "b" or t not in fmt.collections or t not in TYPE_FIELDS:
+            continue
+
+        def plain(x: str) -> Any:
+            return sel.cuts(x).model_copy(update={"id": None, "iso": None})
+
+        if branch in required_branches(fmt, [t], plain):
+            if t in sel.types:
+                needing.append(t)
+            else:
+                overlap_only = True
+        elif branch in required_branches(fmt, [t], sel.cuts):
+            quality.append(TYPE_FIELDS[t])
+        elif branch in required_branches(fmt, [t], sel.cuts, charge=sel.needs_charge()):
+            charge = True
+    if overlap_only:
+        fixes.append("set object_selection.overlap_removal.enabled: false")
+    if charge:
+        fixes.append(
+            "switch off object_selection z_candidates, charge_tags and three_lepton_pairs "
+            "(they read lepton charges)"
+        )
+    for field in quality:
+        fixes.append(f"set object_selection.{field}.id/iso to null")
+    if needing:
+        letters = " and ".join(f"'{t}'" for t in needing)
+        names = ", ".join(TYPE_FIELDS[t] for t in needing)
+        fixes.append(f"leave {letters} ({names}) out of object_selection.types")
+    mass = config.mass_calculation_task_config
+    if mass.weighting == "mc" and is_mc:
+        sfs = mass.scale_factors
+        sfs = tuple(sfs) if sfs is not None else default_scale_factors(fmt, sel.btagging.enabled)
+        if branch in sfs:
+            fixes.append(f"leave {branch} out of mass_calculation_task_config.scale_factors")
+        elif branch in weight_branches(fmt, sfs):
+            fixes.append("set mass_calculation_task_config.weighting: none")
+    return fixes
+
+
+def missing_branches_message(
+    file: str, tree: str, fmt: Format, missing: list[str], config: Config, *, is_mc: bool = True
+) -> str:
+    """One line: the file, tree, format, the missing branch(es) and the settings that would
+    make the file usable (or that the file itself is incomplete)."""
+    fixes: list[str] = []
+    for branch in missing:
+        options = branch_fixes(fmt, branch, config, is_mc=is_mc)
+        if options and options[0] not in fixes:
+            fixes.append(options[0])  # the most specific change that stops reading it
+    more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+    file_fix = (
+        "use a complete copy of the file (a skim or a damaged download lacks branches the "
+        "release has)"
+    )
+    if fixes:
+        advice = f"{file_fix}, or do without: {'; and '.join(fixes[:4])}"
+    else:
+        advice = f"{file_fix}, or check parsing_task_config.format"
+    return (
+        f"{file}: tree '{tree}' (format {fmt.name}) lacks branch(es) {', '.join(missing[:5])}"
+        f"{more}; {advice}"
+    )
 
 
 @dataclass
@@ -82,10 +174,8 @@ def inspect_file(
                 )
             missing = [b for b in needed if b not in branches]
             if missing:
-                rep.error = (
-                    f"{file}: tree '{rep.tree}' lacks branch(es) {', '.join(missing[:5])}"
-                    f"{' …' if len(missing) > 5 else ''} needed for format {fmt.name}; "
-                    "check the file, parsing_task_config.format or the object selection"
+                rep.error = missing_branches_message(
+                    file, rep.tree, fmt, missing, config, is_mc=is_mc
                 )
             elif rep.entries == 0:
                 log.warning("%s: tree '%s' has 0 entries; nothing to process", file, rep.tree)

@@ -6,7 +6,9 @@ import logging
 import math
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -19,8 +21,8 @@ import uproot
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
-from processor.errors import PlotsError  # noqa: F401  (re-exported)
-from processor.fsutil import atomic_path
+from processor.errors import PlotsError, StorageError
+from processor.fsutil import STORAGE_ERRNOS, atomic_path, storage_error
 from processor.output import summary_plots
 from processor.output.manifest import raw_file_path, read_manifest
 from processor.output.naming import raw_name
@@ -469,13 +471,81 @@ def _label_info(manifest: Mapping[str, Any]) -> LabelInfo:
     return LabelInfo(float(sqrt_s), float(lumi) if lumi is not None else None)
 
 
-def _remove_stale(plots: Path, keep: set[Path]) -> None:
-    """Delete plots of an earlier call that this call did not remake (only our own names)."""
-    for pattern in ("spectra_overview_*.png", "spectra.pdf"):
-        for old in plots.glob(pattern):
-            if old not in keep:
-                logger.info("removing stale plot %s", old)
-                old.unlink(missing_ok=True)
+#: names of the plots make_plots writes (patterns); anything else in plots/ is left alone
+OUR_PLOTS = (
+    "spectra_overview_*.png",
+    "spectra.pdf",
+    "final_state_counts.png",
+    "cutflow.png",
+    "processing_summary.png",
+)
+
+
+def _ours(path: Path) -> bool:
+    return any(path.match(pattern) for pattern in OUR_PLOTS)
+
+
+def check_plot_inputs(run_dir: str | Path) -> None:
+    """Refuse (:class:`PlotsError`, naming the file) when a ROOT file the manifest names is
+    missing or unreadable (truncated, damaged), so that ``--plots-only`` never replaces good
+    plots with empty panels. Every ROI and outlier histogram the manifest lists is read."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir, check=False)
+    fix = "restore it (or rerun the run: runner.py --resume RUN_DIR) before --plots-only"
+    needed: list[tuple[Path, list[str]]] = []
+    groups = manifest.get("histograms") or {}
+    if any((g or {}).get("spectra") for g in groups.values()):
+        needed.append((raw_file_path(run_dir, manifest), []))
+    for entry in groups.values():
+        if (entry or {}).get("file"):
+            names = [
+                str(spec[key])
+                for spec in entry.get("spectra") or []
+                for key in ("roi_name", "outlier_name")
+                if spec.get(key) and (key == "roi_name" or spec.get("has_outliers"))
+            ]
+            needed.append((run_dir / entry["file"], names))
+    for path, names in needed:
+        if not path.is_file():
+            raise PlotsError(f"{path} is missing; the plots need it: {fix}")
+        try:
+            with uproot.open(path) as f:
+                for name in names:
+                    f[name].values()
+        except Exception as exc:
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+            raise PlotsError(
+                f"{path} is unreadable (truncated or damaged? {reason}); {fix}"
+            ) from None
+
+
+def _swap_in(new: Path, plots: Path) -> None:
+    """Make the fully rendered directory ``new`` the run's ``plots/``: files of ours that were
+    not remade (stale) go, anything else already in plots/ is kept; the directories are then
+    exchanged by rename, so readers see the old set or the new one, never a mix."""
+    if plots.is_dir():
+        for old in plots.iterdir():
+            target = new / old.name
+            if _ours(old):
+                if not target.exists():
+                    logger.info("removing stale plot %s", old)
+                continue
+            if not target.exists() and not old.name.startswith("."):
+                if old.is_dir():
+                    shutil.copytree(old, target)
+                else:
+                    shutil.copy2(old, target)
+        trash = Path(tempfile.mkdtemp(prefix=".plots.old-", dir=plots.parent))
+        trash.rmdir()
+        os.rename(plots, trash)
+        try:
+            os.rename(new, plots)
+        except OSError:
+            os.rename(trash, plots)  # put the old set back
+            raise
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(new, plots)
 
 
 #: the plot jobs of the current :func:`make_plots` call, read by forked pool processes
@@ -489,9 +559,11 @@ def _run_job(i: int) -> list[Path] | str:
     try:
         with _style():
             result = job()
+    except StorageError:
+        raise
     except Exception as exc:
-        logger.exception("plot %s failed", name)
-        return f"{type(exc).__name__}: {exc}"
+        logger.debug("plot %s failed", name, exc_info=True)
+        return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     files = result if isinstance(result, list) else [result] if result else []
     logger.debug("%s: %d file(s) in %.2f s", name, len(files), time.perf_counter() - t)
     return files
@@ -531,6 +603,8 @@ def _run_jobs(
                 with ProcessPoolExecutor(n_proc, mp_context=ctx) as pool:
                     futures = [pool.submit(_run_job, i) for i in range(len(jobs))]
                     return [(name, f.result()) for (name, _), f in zip(jobs, futures, strict=True)]
+            except StorageError:
+                raise
             except Exception as exc:  # a broken pool (killed child, no fork): do it here
                 logger.warning("parallel plotting failed (%s); plotting in this process", exc)
         return [(name, _run_job(i)) for i, (name, _) in enumerate(jobs)]
@@ -541,18 +615,48 @@ def _run_jobs(
 def make_plots(run_dir: str | Path) -> list[Path]:
     """Make every plot of a run directory from its manifest and ROOT files alone.
 
-    Writes into ``run_dir/plots/`` (atomically: temporary name, then rename) and returns the
-    files written: ``spectra.pdf`` (one page per spectrum; absent without spectra),
-    ``spectra_overview_<group>[_<k>].png``, ``final_state_counts.png``, ``cutflow.png`` and
-    ``processing_summary.png``. A missing raw or histogram file is logged and the plots are
-    made without it. If a plot fails, the others are still made and :class:`PlotsError` is
-    raised at the end. The plots are rendered in parallel processes (:func:`plot_processes`).
+    Returns the files written into ``run_dir/plots/``: ``spectra.pdf`` (one page per spectrum;
+    absent without spectra), ``spectra_overview_<group>[_<k>].png``, ``final_state_counts.png``,
+    ``cutflow.png`` and ``processing_summary.png``. The plots are written as a set: rendered
+    into a temporary sibling directory, then swapped in, so a failure leaves the earlier plots
+    as they were. A missing raw or histogram file is logged and the plots are made without it
+    (``--plots-only`` refuses first, :func:`check_plot_inputs`). If a plot fails, the others are
+    still tried and :class:`PlotsError` is raised at the end; a write the storage refuses
+    raises :class:`StorageError` at once. The plots are rendered in parallel processes
+    (:func:`plot_processes`).
     """
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir, check=False)
     plots = run_dir / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
+    try:
+        new = Path(tempfile.mkdtemp(prefix=".plots.new-", dir=run_dir))
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise storage_error(plots, exc) from None
+        raise
+    try:
+        written = _render(run_dir, manifest, new)
+        try:
+            _swap_in(new, plots)
+        except OSError as exc:
+            if exc.errno in STORAGE_ERRNOS:
+                raise storage_error(plots, exc) from None
+            raise
+    except StorageError as exc:
+        # name the final location, not the temporary directory
+        raise StorageError(str(exc).replace(str(new), str(plots))) from None
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
+    written = [plots / p.relative_to(new) for p in written]
+    logger.info(
+        "wrote %d plot files to %s in %.1f s", len(written), plots, time.perf_counter() - t0
+    )
+    return written
+
+
+def _render(run_dir: Path, manifest: Mapping[str, Any], plots: Path) -> list[Path]:
+    """Render every plot into ``plots`` (a fresh directory); see :func:`make_plots`."""
     info = _label_info(manifest)
     spectra = load_spectra(run_dir, manifest)
     written: list[Path] = []
@@ -576,16 +680,12 @@ def make_plots(run_dir: str | Path) -> list[Path]:
             failures.append(f"{name}: {outcome}")
             continue
         written.extend(outcome)
-    if not failures:
-        _remove_stale(plots, set(written))
     n_spectra = sum(len(v) for v in spectra.values())
-    logger.info(
-        "wrote %d plot files (%d spectra) to %s in %.1f s",
-        len(written),
-        n_spectra,
-        plots,
-        time.perf_counter() - t0,
-    )
+    logger.debug("rendered %d plot files (%d spectra)", len(written), n_spectra)
     if failures:
-        raise PlotsError("some plots failed: " + "; ".join(failures))
+        raise PlotsError(
+            f"some plots of {run_dir / 'plots'} failed (" + "; ".join(failures) + "); the "
+            "earlier plots are kept, histograms and manifest are complete; redo them with "
+            f"runner.py --plots-only --run-dir {run_dir}"
+        )
     return written

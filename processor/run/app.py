@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,12 +13,14 @@ from typing import Any
 
 import uproot
 
+from cluster.batch import remove_tls_files
 from processor.config import PHYSICS_KEYS, Config, config_diff, describe_diff, load_config
 from processor.errors import BumpnetError, ConfigError, DataAccessError, MergeError
+from processor.fsutil import STORAGE_ERRNOS
 from processor.opendata.download import uproot_options
 from processor.opendata.fileset import FilesetPlan, build_fileset
 from processor.physics.accumulator import merge_outputs, total_cutflow
-from processor.run.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
+from processor.run.cli import EXIT_OK, EXIT_PARTIAL, EXIT_PLOTS
 from processor.run.execute import (
     ProcessingResult,
     make_executor,
@@ -27,7 +30,6 @@ from processor.run.execute import (
 from processor.run.finish import finish_run, regenerate_plots, run_release
 from processor.run.merge import load_run_output
 from processor.run.rundir import (
-    STORAGE_ERRNOS,
     attach_log_file,
     locked_run_dir,
     new_run_dir,
@@ -240,6 +242,7 @@ def _run_locked(args: argparse.Namespace, config: Config, out_dir: Path) -> int:
     context = run_context()
     started = time.perf_counter()
     handler = attach_log_file(out_dir)
+    remove_tls_files(out_dir)  # a killed --pbs run's TLS key and certificates
     try:
         demo = args.demo
         plan: FilesetPlan | None = None
@@ -279,6 +282,7 @@ def _run_locked(args: argparse.Namespace, config: Config, out_dir: Path) -> int:
                 skipbadfiles=skip,
                 checkpoint_dir=out_dir / "checkpoints",
                 uproot_options=plan.uproot_options or uproot_options(),
+                memory_key="cluster.pbs.memory" if args.pbs else "cluster.local.memory_limit",
             )
         is_shard = args.batch_job_index is not None
         result.wall_time_s = time.perf_counter() - started
@@ -298,10 +302,21 @@ def _run_locked(args: argparse.Namespace, config: Config, out_dir: Path) -> int:
             release=run_release(config, demo=demo),
         )
         print_summary(out_dir, manifest)
-        return EXIT_PARTIAL if manifest["status"] == "partial" else EXIT_OK
+        return exit_code(manifest)
     finally:
+        with contextlib.suppress(OSError):
+            remove_tls_files(out_dir)
         logging.getLogger().removeHandler(handler)
         handler.close()
+
+
+def exit_code(manifest: dict[str, Any]) -> int:
+    """3 if inputs failed (the result is partial), else 6 if the plots failed, else 0."""
+    if manifest["status"] == "partial":
+        return EXIT_PARTIAL
+    if (manifest.get("plots") or {}).get("status") == "failed":
+        return EXIT_PLOTS
+    return EXIT_OK
 
 
 def print_summary(run_dir: Path, manifest: dict[str, Any]) -> None:
@@ -324,8 +339,11 @@ def print_summary(run_dir: Path, manifest: dict[str, Any]) -> None:
             print(f"  {group}: {run_dir / g['file']}")
     print(f"raw fine-grid histograms: {run_dir / manifest['raw_file']}")
     plots = run_dir / "plots"
-    has_plots = plots.is_dir() and any(plots.iterdir())
+    plot_state = (manifest.get("plots") or {}).get("status", "ok")
+    has_plots = plot_state == "ok" and plots.is_dir() and any(plots.iterdir())
     print(f"manifest: {run_dir / 'manifest.json'}" + (f"   plots: {plots}" if has_plots else ""))
+    if plot_state == "failed":
+        print(f"error: {manifest['plots']['error']}", file=sys.stderr)
     if manifest["status"] == "partial":
         print(
             f"PARTIAL: {len(manifest['failures'])} input failure(s); see manifest.json 'failures'"
@@ -341,9 +359,12 @@ def plots_only(run_dir: Path) -> int:
         raise ConfigError(
             f"--run-dir {run_dir}: no manifest.json there; pass a finished run directory"
         )
+    from processor.output.plots import check_plot_inputs
+
+    check_plot_inputs(run_dir)
     files = regenerate_plots(run_dir)
     print(f"wrote {len(files)} plot file(s) to {run_dir / 'plots'}")
-    return EXIT_OK if files else EXIT_ERROR
+    return EXIT_OK
 
 
 def merge_only(args: argparse.Namespace, config: Config) -> int:
@@ -382,7 +403,7 @@ def merge_only(args: argparse.Namespace, config: Config) -> int:
         )
     print(f"merged {len(sources)} run(s): {total_cutflow(merged)['events_read']} events")
     print_summary(run_dir, manifest)
-    return EXIT_PARTIAL if manifest["status"] == "partial" else EXIT_OK
+    return exit_code(manifest)
 
 
 def check_mergeable(sources: list[Path], given: Config | None) -> Config | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from processor._version import __version__
 from processor.config import Config, ConfigError, config_diff, describe_diff, load_config
-from processor.errors import RunDirLockedError, RunInterrupted, StorageError
+from processor.errors import PlotsError, RunDirLockedError, RunInterrupted, StorageError
 
 log = logging.getLogger("bumpnet")
 
@@ -21,6 +21,9 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 EXIT_LOCKED = 4
 #: a checkpoint or output write failed (disk full, read-only, quota); --resume continues
 EXIT_STORAGE = 5
+#: histograms and manifest are complete but the plots failed (redo them with --plots-only), or
+#: --plots-only refused (a file the plots need is missing or unreadable)
+EXIT_PLOTS = 6
 #: interrupted by Ctrl-C (SIGINT) or SIGTERM (batch walltime): 128 + signal number
 EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM
 
@@ -35,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="ATLAS Open Data -> invariant-mass histograms for BumpNet (coffea + Dask).",
         epilog="Exit codes: 0 success, 2 usage or config error, 3 finished but some inputs "
         "failed (result marked partial), 4 the run directory is locked by another run, 5 a "
-        "checkpoint/output write failed (disk full, read-only; --resume continues), 130 Ctrl-C, "
+        "checkpoint/output write failed (disk full, read-only; --resume continues), 6 results "
+        "written but the plots failed, or --plots-only refused (redo with --plots-only), 130 Ctrl-C, "
         "143 SIGTERM (walltime; --resume continues), 1 anything else.",
     )
     where = p.add_mutually_exclusive_group()
@@ -288,4 +292,6 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_STORAGE
         if isinstance(known, RunDirLockedError):
             return EXIT_LOCKED
+        if isinstance(known, PlotsError):
+            return EXIT_PLOTS
         return EXIT_ERROR

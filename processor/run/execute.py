@@ -24,10 +24,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from processor.config import Config
 from processor.errors import InputError  # noqa: F401  (re-exported)
+from processor.fsutil import storage_error
 from processor.opendata.preflight import FileReport, inspect_file
+from processor.opendata.retrying import with_io_retries
 from processor.physics.accumulator import empty_output
+from processor.run import coffea_compat
 from processor.run.mass_processor import MassProcessor
-from processor.run.rundir import storage_error
+from processor.run.stall import StallWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -290,23 +293,32 @@ def process_and_accumulate(
     skipbadfiles: bool,
     checkpoint_dir: Path | None = None,
     uproot_options: dict[str, Any] | None = None,
+    memory_key: str = "cluster.local.memory_limit",
 ) -> ProcessingResult:
-    """Pre-flight, then process; the ProcessingResult accounts for every input file."""
+    """Pre-flight, then process; the ProcessingResult accounts for every input file.
+
+    On a Dask cluster a :class:`~processor.run.stall.StallWatchdog` turns a stall (workers
+    paused or gone, nothing finishing) into a StallError naming ``memory_key``."""
     start = time.perf_counter()
-    reports = preflight(fileset, config, client=client, uproot_options=uproot_options)
-    usable = usable_fileset(fileset, reports, skipbadfiles)
-    n_events = sum(r.entries or 0 for r in reports if r.ok)
-    log.info(
-        "processing %d events in %d files", n_events, sum(len(d["files"]) for d in usable.values())
+    uproot_options = with_io_retries(
+        uproot_options, config.executor.io_retries, config.executor.io_retry_backoff_s
     )
-    out, metrics = run_processing(
-        usable,
-        config,
-        executor,
-        skipbadfiles=skipbadfiles,
-        checkpoint_dir=checkpoint_dir,
-        uproot_options=uproot_options,
-    )
+    if client is not None:
+        coffea_compat.register_on(client)
+    with StallWatchdog(client, config.executor.stall_timeout_s, memory_key):
+        reports = preflight(fileset, config, client=client, uproot_options=uproot_options)
+        usable = usable_fileset(fileset, reports, skipbadfiles)
+        n_events = sum(r.entries or 0 for r in reports if r.ok)
+        n_files = sum(len(d["files"]) for d in usable.values())
+        log.info("processing %d events in %d files", n_events, n_files)
+        out, metrics = run_processing(
+            usable,
+            config,
+            executor,
+            skipbadfiles=skipbadfiles,
+            checkpoint_dir=checkpoint_dir,
+            uproot_options=uproot_options,
+        )
     for key, value in empty_output().items():
         out.setdefault(key, value)
     return ProcessingResult(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from processor.config import Config
+from processor.errors import PlotsError, StorageError
 from processor.opendata.releases import energy_and_lumi
 from processor.output.manifest import build_manifest, group_record, jsonable_metrics, write_manifest
 from processor.output.postprocess import postprocess_groups
@@ -115,20 +116,40 @@ def finish_run(
         sum(len(g["hists"]) for g in out["groups"].values()),
         manifest["processing"]["accumulator_bytes"] / 1e6,
     )
+    manifest["plots"] = {"status": "pending" if plots and config.tasks.do_plots else "off"}
     write_manifest(run_dir, manifest)
     if plots and config.tasks.do_plots:
-        regenerate_plots(run_dir)
+        try:
+            regenerate_plots(run_dir)
+            manifest["plots"] = {"status": "ok"}
+        except StorageError:
+            raise  # exit 5: the storage is the cause; manifest says "pending"
+        except PlotsError as exc:
+            manifest["plots"] = {"status": "failed", "error": str(exc)}
+        write_manifest(run_dir, manifest)
     return manifest
 
 
 def regenerate_plots(run_dir: Path) -> list[Path]:
-    """(Re)make the plots of a finished run directory; failures are logged, never fatal."""
+    """(Re)make the plots of a finished run directory.
+
+    Raises :class:`StorageError` when the plots cannot be written and :class:`PlotsError`
+    (one line, naming what failed and ``--plots-only``) for any other failure; histograms and
+    manifest are never touched.
+    """
     from processor.output.plots import make_plots
 
     try:
         files = make_plots(run_dir)
-    except Exception:
-        log.exception("making plots in %s failed; histograms and manifest are unaffected", run_dir)
-        return []
+    except (StorageError, PlotsError):
+        log.debug("making plots in %s failed", run_dir, exc_info=True)
+        raise
+    except Exception as exc:
+        log.debug("making plots in %s failed", run_dir, exc_info=True)
+        raise PlotsError(
+            f"making the plots in {run_dir / 'plots'} failed ({exc.__class__.__name__}: "
+            f"{' '.join(str(exc).split())[:200]}); histograms and manifest are complete, redo "
+            f"the plots with runner.py --plots-only --run-dir {run_dir}"
+        ) from exc
     log.info("wrote %d plot files to %s", len(files), run_dir / "plots")
     return files

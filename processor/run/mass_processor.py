@@ -16,10 +16,12 @@ from processor.opendata.formats import (
     missing_types,
     read_collections,
 )
+from processor.opendata.preflight import missing_branches_message
 from processor.opendata.weights import default_scale_factors, luminosity_pb, mc_weights
 from processor.physics.analysis import analyse_objects
 from processor.physics.histograms import MassGrid, expand_group, fill_chunk
 from processor.physics.selection import types_to_read
+from processor.run import coffea_compat  # noqa: F401  (non-ASCII paths; patches on import)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class MassProcessor(processor.ProcessorABC):
 
     def __init__(self, config: Config, skip_bad_chunks: bool = False):
         self.skip_bad_chunks = skip_bad_chunks
+        self.config = config
         self.sel = config.object_selection
         self.mass = config.mass_calculation_task_config
         self.format_override = config.parsing_task_config.format
@@ -77,8 +80,7 @@ class MassProcessor(processor.ProcessorABC):
             if name not in cache:
                 if name not in fields:
                     raise FormatError(
-                        f"{filename}: branch '{name}' missing from tree '{treename}' "
-                        f"(format {fmt.name}); check the file or parsing_task_config.format"
+                        missing_branches_message(filename, treename, fmt, [name], self.config)
                     )
                 cache[name] = events[name]
             return cache[name]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import fcntl
 import json
 import logging
@@ -17,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from processor.config import Config
-from processor.errors import RunDirLockedError, StorageError
-from processor.fsutil import atomic_path, atomic_write_json
+from processor.errors import RunDirLockedError
+from processor.fsutil import STORAGE_ERRNOS, atomic_path, atomic_write_json, storage_error
 
 SUBDIRS = ("histograms", "plots", "logs")
 PACKAGES = (
@@ -49,20 +48,7 @@ def default_run_dir(config: Config, stamp: str | None = None) -> Path:
     return path
 
 
-#: errno values that mean "the storage cannot take the write", never "the input is bad"
-STORAGE_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG}
-)
 LOCK_NAME = ".lock"
-
-
-def storage_error(path: str | Path, exc: OSError) -> StorageError:
-    """One line naming the path, the real cause and how to continue."""
-    cause = os.strerror(exc.errno) if exc.errno else str(exc)
-    return StorageError(
-        f"cannot write {path}: {cause} [errno {exc.errno}]; free space or fix the permissions "
-        "of the output location, then rerun with --resume RUN_DIR to continue from the checkpoints"
-    )
 
 
 def create_unique_run_dir(config: Config, stamp: str | None = None) -> Path:
@@ -158,9 +144,23 @@ def write_config(run_dir: Path, config: Config) -> Path:
     return path
 
 
+class _RunLogHandler(logging.FileHandler):
+    """The run's log file; a record the storage refuses (disk full) is dropped silently: the
+    error that matters reaches the console as one line, not as logging's own traceback."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        """Drop the record (logging would print a traceback to stderr)."""
+        del record
+
+
 def attach_log_file(run_dir: Path, name: str = "run.log") -> logging.Handler:
     """Send the root logger's records to run_dir/logs/<name> as well."""
-    handler = logging.FileHandler(run_dir / "logs" / name)
+    try:
+        handler: logging.Handler = _RunLogHandler(run_dir / "logs" / name)
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise storage_error(run_dir / "logs" / name, exc) from None
+        raise
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     return handler
