@@ -35,7 +35,7 @@ _EXPORTS = {
     "total_cutflow": "processor.physics.accumulator",
     "MassGrid": "processor.physics.histograms",
     "postprocess_groups": "processor.output.postprocess",
-    "readiness_table": "processor.output.manifest",
+    "readiness_table": "processor.output.readiness",
     "bumpnet_filename": "processor.output.rootfiles",
     "write_bumpnet_file": "processor.output.rootfiles",
     "make_plots": "processor.output.plots",

@@ -24,6 +24,7 @@ from pydantic import (
 from cluster.config import ClusterConfig, StrictModel
 from processor.errors import ConfigError  # noqa: F401  (re-exported)
 from processor.opendata.releases import FORMAT_NAMES, RELEASE_NAMES
+from processor.output.mcgroups import DEFAULT_MC_GROUPS, validate_mapping
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,9 @@ class ParsingConfig(_Strict):
     datasets: list[str | int] | None = None
     #: per dataset; None = all files. The choice is deterministic (sorted URLs, first N).
     max_files_to_process: PositiveInt | None = None
-    protocol: Literal["root", "https"] = "https"
+    #: "auto" = root (XRootD) when the 'xrootd' extra imports (fsspec_xrootd + XRootD), else https;
+    #: "root" / "https" force one (root without the extra is an error).
+    protocol: Literal["auto", "root", "https"] = "auto"
     format: FormatName = "auto"
     tree_name: str | None = None
     download: bool = False
@@ -370,14 +373,74 @@ class PostProcessingConfig(_Strict):
     max_mass_gev: PositiveFloat = 10000.0
 
 
-class HistogramCreationConfig(_Strict):
-    """Names and binning of the output histograms."""
+class BumpNetCuts(_Strict):
+    """BumpNet's loader cuts (its configs' ``raw_cuts``), applied by the readiness report."""
 
+    min_num_bins: int = Field(25, ge=0)
+    min_total_events: float = Field(100.0, ge=0)
+    #: bins after the last bin above this many events are trimmed before the bin count
+    min_num_events: float = Field(0.35, ge=0)
+    #: fraction of the bins dropped at the start, as BumpNet does: int(skipped_bins * n_bins)
+    skipped_bins: float = Field(0.0, ge=0, lt=1)
+
+
+class HistogramCreationConfig(_Strict):
+    """Names, views and binning of the output histograms."""
+
+    #: 'bumpnet': BumpNet's grammar mass_{combo}_cat_{e}ex_{m}mx_{b}bx_{j}jx_{Z}Zx[_gx][_tx][_OS|_SS];
+    #: 'seed': the original's mass_{combo}_cat_{e}ex_{m}mx_{j}jx_{g}gx_{t}tx_{b}bx_width_{w}
+    naming: Literal["bumpnet", "seed"] = "bumpnet"
+    #: False: plain names {final state}_{combination} (seed naming adds _width_{w})
     use_bumpnet_naming: bool = True
+    #: views written per spectrum; None = raw, rebinned, ROI (bumpnet naming) or ROI (seed)
+    views: list[Literal["raw", "rebinned", "ROI"]] | None = None
+    #: MC as a THStack of per-process components; None = on for bumpnet naming, off for seed
+    mc_by_process: bool | None = None
+    #: MC process groups: group -> regexes searched in physics_short, then process (first match
+    #: wins; unmapped datasets keep their own name)
+    mc_groups: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_MC_GROUPS))
+    #: exact names (with or without the ROI_ prefix) not written to the BumpNet file
+    blacklist: list[str] = []
+    bumpnet_cuts: BumpNetCuts = Field(default_factory=BumpNetCuts)
     bin_width_gev: PositiveFloat = 10.0
     exclude_outliers: bool = True
     output_file: str = Field("bumpnet_histograms.root", pattern=r"^[^/\\]+\.root$")
     raw_output_file: str = Field("raw_histograms.root", pattern=r"^[^/\\]+\.root$")
+
+    @field_validator("views")
+    @classmethod
+    def _views(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and ("ROI" not in v or len(set(v)) != len(v)):
+            raise ValueError(
+                "list each view once and include ROI (BumpNet reads only ROI), e.g. [raw, rebinned, ROI]"
+            )
+        return v
+
+    @field_validator("mc_groups")
+    @classmethod
+    def _mc_groups(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        validate_mapping(v)
+        return v
+
+    @field_validator("blacklist")
+    @classmethod
+    def _blacklist(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not name.strip() or name != name.strip():
+                raise ValueError(
+                    f"blacklist entry {name!r} is empty or has spaces around it; list exact histogram names"
+                )
+        return v
+
+    def active_views(self) -> tuple[str, ...]:
+        """Views written, in BumpNet's order (raw, rebinned, ROI)."""
+        default = ["raw", "rebinned", "ROI"] if self.naming == "bumpnet" else ["ROI"]
+        wanted = set(self.views if self.views is not None else default)
+        return tuple(v for v in ("raw", "rebinned", "ROI") if v in wanted)
+
+    def stacks_wanted(self) -> bool:
+        """Whether MC is written by process (THStack, or per-group TH1s without PyROOT)."""
+        return self.naming == "bumpnet" if self.mc_by_process is None else self.mc_by_process
 
 
 class ExecutorConfig(_Strict):

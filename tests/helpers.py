@@ -58,6 +58,13 @@ def read_hists(path: Path) -> dict[str, object]:
                 out[key] = (h.values(flow=True), h.variances(flow=True), h.axis().edges())
             else:
                 out[key] = cls
+            if cls == "THStack":  # MC by process: each component too
+                for h in f[key].member("fHists"):
+                    out[f"{key}/{h.member('fName')}"] = (
+                        h.values(flow=True),
+                        h.variances(flow=True),
+                        h.axis().edges(),
+                    )
     return out
 
 
@@ -104,4 +111,9 @@ def assert_same_run_histograms(run_a: Path, run_b: Path) -> int:
         run_a / "histograms" / "bumpnet_histograms.root",
         run_b / "histograms" / "bumpnet_histograms.root",
     )
+    mc_a = run_a / "histograms" / "bumpnet_histograms_mc.root"
+    mc_b = run_b / "histograms" / "bumpnet_histograms_mc.root"
+    assert mc_a.is_file() == mc_b.is_file()
+    if mc_a.is_file():
+        assert assert_same_hists(mc_a, mc_b)
     return n

@@ -34,8 +34,8 @@ def _leaf_keys(model: type, prefix: str = "") -> set[str]:
 def _yaml_keys(data: dict, prefix: str = "") -> set[str]:
     keys = set()
     for k, v in data.items():
-        if isinstance(v, dict):
-            keys |= _yaml_keys(v, f"{prefix}{k}.")
+        if isinstance(v, dict):  # a section, or a mapping-valued key such as mc_groups
+            keys |= _yaml_keys(v, f"{prefix}{k}.") | {prefix + k}
         else:
             keys.add(prefix + k)
     return keys
@@ -141,3 +141,53 @@ def test_load_config_file_errors(tmp_path):
 
 def test_digest_changes_with_content():
     assert validate_config({"executor": {"chunksize": 10}}).digest() != Config().digest()
+
+
+@pytest.mark.parametrize(
+    ("hc", "expected"),
+    [
+        ({"views": ["raw", "rebinned"]}, "include ROI"),
+        ({"views": ["ROI", "ROI"]}, "list each view once"),
+        ({"views": ["roi"]}, "histogram_creation_task_config.views"),
+        ({"naming": "atlas"}, "histogram_creation_task_config.naming"),
+        ({"mc_groups": {"ttbar": ["tt(bar"]}}, "'tt(bar' is not a regular expression"),
+        ({"mc_groups": {"t t": ["ttbar"]}}, "must use only letters, digits"),
+        ({"mc_groups": {"ttbar": []}}, "has no patterns"),
+        ({"blacklist": [" mass_e0e1_cat_2ex"]}, "spaces around it"),
+        ({"bumpnet_cuts": {"skipped_bins": 2}}, "bumpnet_cuts.skipped_bins"),
+        ({"bumpnet_cuts": {"min_num_bin": 2}}, "did you mean 'min_num_bins'"),
+    ],
+)
+def test_output_keys_are_validated(hc, expected):
+    with pytest.raises(ConfigError) as err:
+        validate_config({"histogram_creation_task_config": hc}, "my.yaml")
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_views_and_mc_by_process_follow_the_naming_unless_set():
+    hc = Config().histogram_creation_task_config
+    assert (hc.naming, hc.active_views(), hc.stacks_wanted()) == (
+        "bumpnet",
+        ("raw", "rebinned", "ROI"),
+        True,
+    )
+    assert hc.bumpnet_cuts.model_dump() == {
+        "min_num_bins": 25,
+        "min_total_events": 100,
+        "min_num_events": 0.35,
+        "skipped_bins": 0,
+    }
+    seed = validate_config({"histogram_creation_task_config": {"naming": "seed"}})
+    assert seed.histogram_creation_task_config.active_views() == ("ROI",)
+    assert not seed.histogram_creation_task_config.stacks_wanted()
+    chosen = validate_config(
+        {
+            "histogram_creation_task_config": {
+                "naming": "seed",
+                "views": ["ROI", "raw"],
+                "mc_by_process": True,
+            }
+        }
+    ).histogram_creation_task_config
+    assert chosen.active_views() == ("raw", "ROI") and chosen.stacks_wanted()

@@ -209,7 +209,7 @@ def test_core_lower_bounds_cover_the_features_used():
     from packaging.requirements import Requirement
     from packaging.version import Version
 
-    need = {"coffea": "2025.11", "atlasopenmagic": "1.10", "awkward": "2.8.9", "uproot": "5.7"}
+    need = {"coffea": "2025.11", "atlasopenmagic": "1.10", "awkward": "2.8.9", "uproot": "5.7.7"}
     reqs = {Requirement(r).name: Requirement(r) for r in _pyproject()["project"]["dependencies"]}
     for name, version in need.items():
         lows = [Version(s.version) for s in reqs[name].specifier if s.operator == ">="]

@@ -34,8 +34,10 @@ from processor.opendata.fileset import (
     FilesetPlan,
     build_fileset,
     dataset_name,
+    resolve_protocol,
     user_cache_dir,
     user_metadata_path,
+    xrootd_available,
 )
 from processor.opendata.metadata import _canonical, legacy_metadata_path
 
@@ -125,7 +127,7 @@ def test_listing_per_release_and_skim(
     names: list[str],
     n_files: list[int],
 ) -> None:
-    plan = _plan(release=release, skim=skim, samples=samples)
+    plan = _plan(release=release, skim=skim, samples=samples, protocol="https")
     assert list(plan.fileset) == names
     assert [len(plan.fileset[n]["files"]) for n in names] == n_files
     tree = RELEASE_TREES[release]
@@ -148,12 +150,59 @@ def test_tree_names_per_release() -> None:
     }
 
 
+@pytest.mark.skipif(
+    not xrootd_available(),
+    reason="protocol root needs the 'xrootd' extra (xrootd + fsspec-xrootd), not installed here "
+    "(e.g. make test-lowest's venv)",
+)
 def test_protocol_root_keeps_xrootd_urls(api: LocalHTTPServer) -> None:
     plan = _plan(release="2020e-13tev", skim="4lep", samples="data", protocol="root")
     assert _files(plan, "data") == [
         f"root://eospublic.cern.ch:1094//eos/opendata/atlas/OutreachDatasets/2020-01-22/4lep/Data/data_{x}.4lep.root"
         for x in "ABCD"
     ]
+
+
+@pytest.mark.parametrize("extra_installed", [True, False])
+def test_protocol_auto_prefers_xrootd_when_the_extra_imports(
+    api: LocalHTTPServer, monkeypatch: pytest.MonkeyPatch, extra_installed: bool
+) -> None:
+    """The default protocol is ``auto``: root:// with the 'xrootd' extra, https without it."""
+    import processor.opendata.fileset as fileset_mod
+
+    assert ParsingConfig().protocol == "auto"
+    monkeypatch.setattr(fileset_mod, "xrootd_available", lambda: extra_installed)
+    plan = _plan(release="2020e-13tev", skim="4lep", samples="data")
+    prefix = (
+        "root://eospublic.cern.ch:1094//eos/opendata/atlas/"
+        if extra_installed
+        else "https://opendata.cern.ch/eos/opendata/atlas/"
+    )
+    files = _files(plan, "data")
+    assert len(files) == 4 and all(u.startswith(prefix) for u in files), files
+    assert resolve_protocol("auto") == ("root" if extra_installed else "https")
+    # explicit values are kept whatever is installed
+    assert resolve_protocol("https") == "https" and resolve_protocol("root") == "root"
+    https = _plan(release="2020e-13tev", skim="4lep", samples="data", protocol="https")
+    assert all(u.startswith("https://opendata.cern.ch/") for u in _files(https, "data"))
+
+
+def test_xrootd_available_needs_both_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An importable extra means fsspec_xrootd *and* the XRootD bindings; either missing -> False."""
+    for missing in ("fsspec_xrootd", "XRootD"):
+        with monkeypatch.context() as m:
+            m.setitem(sys.modules, missing, None)  # `import missing` raises ImportError
+            assert xrootd_available() is False, missing
+
+
+def test_protocol_root_without_the_extra_says_how_to_install_it(
+    api: LocalHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import processor.opendata.fileset as fileset_mod
+
+    monkeypatch.setattr(fileset_mod, "xrootd_available", lambda: False)
+    with pytest.raises(DataAccessError, match=r"pip install 'bumpnet-masses\[xrootd\]'"):
+        _plan(release="2020e-13tev", skim="4lep", samples="data", protocol="root")
 
 
 def test_tree_name_override(api: LocalHTTPServer) -> None:
@@ -278,7 +327,11 @@ def test_max_files_is_deterministic(api: LocalHTTPServer) -> None:
         entries[0]["skims"][0]["file_list"] = shuffled
         api.set_api(R25, entries)
         plan = _plan(
-            release=R25, samples="data", max_files_to_process=2, metadata_cache_expiry_hours=1e-9
+            release=R25,
+            samples="data",
+            max_files_to_process=2,
+            metadata_cache_expiry_hours=1e-9,
+            protocol="https",
         )
         assert _files(plan, "data") == [
             u.replace("root://eospublic.cern.ch:1094/", "https://opendata.cern.ch") for u in want
@@ -545,7 +598,7 @@ def test_fileset_runs_through_coffea_streaming_over_http(
     from coffea import processor
     from coffea.nanoevents import BaseSchema
 
-    from processor.opendata.download import uproot_options
+    from processor.opendata.download import coffea_runner_options, uproot_options
 
     _local_release(api, tmp_path)
 
@@ -561,8 +614,12 @@ def test_fileset_runs_through_coffea_streaming_over_http(
             return accumulator
 
     plan = _plan(release=R25, samples="both", datasets=[700901, "data"])
-    runner = processor.Runner(executor=processor.IterativeExecutor(status=False), schema=BaseSchema)
-    out = runner(plan.fileset, Count(), uproot_options=uproot_options(10))
+    runner_kw, options = coffea_runner_options(uproot_options(10))
+    assert runner_kw == {"xrootdtimeout": 10} and "timeout" not in options
+    runner = processor.Runner(
+        executor=processor.IterativeExecutor(status=False), schema=BaseSchema, **runner_kw
+    )
+    out = runner(plan.fileset, Count(), uproot_options=options)
     mc = "mc_700901_Sh_2214_Ztt_maxHTpTV2_Mll10_40_BFilter"
     assert out["n"] == {"data": 100, mc: 100}
     assert set(out["meta"]) == {("data", False, None, "data"), (mc, True, 23.57, "mc")}

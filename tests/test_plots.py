@@ -402,3 +402,29 @@ def test_unreadable_histogram_is_noted(tmp_path: Path, monkeypatch: pytest.Monke
     assert views[0].roi is None and "unreadable" in views[0].problems[0]
     plots.make_plots(tmp_path)
     check_pdf(tmp_path / "plots" / "spectra.pdf", 1)
+
+
+def test_thstack_spectra_are_summed_and_blacklisted_ones_noted(tmp_path: Path) -> None:
+    """MC by process (THStack) is drawn as the sum of its components; a blacklisted spectrum
+    is not looked for in the file."""
+    from processor.output.stacks import Item, pyroot_available, write_with_pyroot
+
+    if not pyroot_available():
+        pytest.skip("PyROOT not installed (extra 'root')")
+    a = hist.Hist(hist.axis.Regular(3, 100, 130))
+    b = hist.Hist(hist.axis.Regular(3, 100, 130))
+    a.view()[:] = [5, 3, 1]
+    b.view()[:] = [2, 2, 0]
+    write_with_pyroot(tmp_path / "mc.root", [Item("ROI_x", a + b, "ROI", {"ttbar": a, "Z": b})])
+    with uproot.open(tmp_path / "mc.root") as f:
+        h = plots._read_th1(f, "ROI_x")
+        assert h is not None
+        assert h.values.tolist() == [7, 5, 1]
+        assert h.edges.tolist() == [100, 110, 120, 130]
+        view = plots.SpectrumView(
+            group="mc", fs="2e_0m_0j_0g_0t_0b", combo="e0e1", roi_name="ROI_x",
+            outlier_name="", lo=100.0, split=None, hi=130.0, rejected=["blacklisted"],
+        )  # fmt: skip
+        plots._fill_view(view, {"blacklisted": True, "has_outliers": False}, f, None)
+    assert view.roi is None
+    assert view.problems == ["blacklisted: not written to the BumpNet file"]

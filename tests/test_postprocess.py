@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 from processor.config import validate_config
-from processor.output.naming import bumpnet_view, outlier_name, parse_raw_name, raw_name, roi_name
 from processor.output.postprocess import (
     bumpnet_rejections,
-    category_collisions,
     postprocess,
     process_spectrum,
     same_flavour_pair,
@@ -48,8 +46,10 @@ def test_peak_removal_and_outlier_split_by_hand():
     assert s.roi.values().tolist() == [10, 5, 2]
     assert s.outliers.axes[0].edges[0] == 70.0
     assert s.outliers.values().tolist() == [0, 0, 1, 0, 0, 0, 0, 0, 4]
-    assert s.roi_name == "ROI_mass_e0e1_cat_2ex_0mx_0jx_0gx_0tx_0bx_width_10.0"
-    assert s.outlier_name == "outliers_mass_e0e1_cat_2ex_0mx_0jx_0gx_0tx_0bx_width_10.0"
+    assert s.roi_name == "ROI_mass_e0e1_cat_2ex_0mx_0bx_0jx_0Zx_0gx_0tx"
+    assert s.outlier_name == "outliers_mass_e0e1_cat_2ex_0mx_0bx_0jx_0Zx_0gx_0tx"
+    assert s.names["rebinned"] == "rebinned_mass_e0e1_cat_2ex_0mx_0bx_0jx_0Zx_0gx_0tx"
+    assert s.names["raw"] == "raw_mass_e0e1_cat_2ex_0mx_0bx_0jx_0Zx_0gx_0tx"
 
 
 def test_outliers_merged_back_when_not_excluded():
@@ -124,7 +124,12 @@ def test_rebinning_sums_fine_bins_exactly():
     s = process_spectrum(FS, "e0e1", filled(SPECTRUM), GRID, c, False)
     assert s.roi.axes[0].edges.tolist()[:3] == [40.0, 60.0, 80.0]
     assert s.roi.values().tolist()[:2] == [15, 2]
-    assert s.roi_name.endswith("_width_20.0")
+    assert "_width_" not in s.roi_name
+    seed = c.model_copy(deep=True)
+    seed.histogram_creation_task_config.naming = "seed"
+    assert process_spectrum(FS, "e0e1", filled(SPECTRUM), GRID, seed, False).roi_name.endswith(
+        "_width_20.0"
+    )
 
 
 def test_weighted_values_and_variances_propagate():
@@ -144,41 +149,98 @@ def test_bumpnet_rejections():
     h = filled(SPECTRUM)
     s = process_spectrum(FS, "e0e1", h, GRID, cfg(), False)
     assert bumpnet_rejections(s.roi) == ["3 bins < 25", "17 entries < 100"]
+    assert s.rejected == ["3 bins < 25", "17 entries < 100"]
+    assert s.verdict is not None and not s.verdict.accepted
     wide = MassGrid(5.0, 1000.0).make(False)
     wide.fill(mass=np.repeat(np.arange(100, 400, 10) + 2.0, np.arange(30, 0, -1)))  # falling
     s2 = process_spectrum(FS, "e0e1", wide, MassGrid(5.0, 1000.0), cfg(), False)
-    assert bumpnet_rejections(s2.roi) == []
+    assert bumpnet_rejections(s2.roi) == [] and s2.rejected == []
 
 
-def test_names_and_bumpnet_parser_collisions():
-    assert (
-        roi_name("2e_0m_1j_0g_0t_0b", "e0e1j0", 10)
-        == "ROI_mass_e0e1j0_cat_2ex_0mx_1jx_0gx_0tx_0bx_width_10.0"
+def test_loader_cuts_come_from_the_config():
+    wide = MassGrid(5.0, 1000.0).make(False)
+    wide.fill(mass=np.repeat(np.arange(100, 400, 10) + 2.0, np.arange(30, 0, -1)))
+    c = cfg(hc={"bumpnet_cuts": {"min_num_bins": 40, "min_total_events": 1000}})
+    s = process_spectrum(FS, "e0e1", wide, MassGrid(5.0, 1000.0), c, False)
+    assert s.rejected == ["30 bins < 40", "465 entries < 1000"]
+
+
+def test_views_raw_rebinned_and_roi_share_one_grid():
+    s = process_spectrum(FS, "e0e1", filled(SPECTRUM), GRID, cfg(), False)
+    # raw: the fine histogram as accumulated
+    assert s.raw.values(flow=True).tolist() == filled(SPECTRUM).values(flow=True).tolist()
+    # rebinned: everything (no peak removal, no split) from the first to the last filled bin,
+    # in bins of the output width whose edges include the ROI's
+    edges = s.rebinned.axes[0].edges
+    assert (edges[0], edges[-1]) == (10.0, 160.0)
+    assert np.allclose(np.diff(edges), 10.0)
+    assert set(s.roi.axes[0].edges) <= set(edges)
+    assert s.rebinned.values().tolist() == [3, 0, 0, 10, 5, 2, 0, 0, 1, 0, 0, 0, 0, 0, 4]
+    assert s.rebinned.sum() == sum(SPECTRUM.values())
+
+
+def test_rebinned_view_is_not_cut():
+    s = process_spectrum(
+        FS, "e0e1", filled({91: 50, 121: 5, 131: 4}), GRID, cfg(z_peak_cut=True), False
     )
-    assert (
-        roi_name("2e_0m_1j_0g_0t_0b", "e0e1j0", 10, bumpnet=False)
-        == "ROI_2e_0m_1j_0g_0t_0b_e0e1j0_width_10.0"
+    assert s.lo == 120.0
+    assert s.rebinned.sum() == 59 and s.rebinned.axes[0].edges[0] == 90.0
+
+
+def test_rebinned_start_when_the_roi_grid_reaches_below_zero():
+    # peak bins of 10 GeV, output bins of 20 GeV: ROI starts at 30, the first filled bin is 5
+    c = validate_config(
+        {"histogram_creation_task_config": {"bin_width_gev": 20}, "post_processing_task_config": {}}
     )
-    assert outlier_name("2e_0m_1j_0g_0t_0b", "e0e1j0", 2.5).endswith("_width_2.5")
-    assert raw_name("1e_1m_0j_0g_0t_1b", "e0m0b0") == "raw_mass_e0m0b0_cat_1ex_1mx_0jx_0gx_0tx_1bx"
-    assert parse_raw_name("raw_mass_e0m0b0_cat_1ex_1mx_0jx_0gx_0tx_1bx;1") == (
-        "1e_1m_0j_0g_0t_1b_0Z",
-        "e0m0b0",
+    s = process_spectrum(FS, "e0e1", filled({7: 1, 33: 10, 41: 3}), GRID, c, False)
+    assert s.lo == 30.0
+    assert s.rebinned.axes[0].edges[0] == 0.0  # aligned to 0, not to the ROI (would be -10)
+    assert s.rebinned.sum() == 14
+
+
+def test_components_get_the_same_cuts_and_bins_and_add_up_to_the_total():
+    a, b = (
+        filled({12: 1, 47: 6, 52: 2, 150: 3}),
+        filled({12: 2, 47: 4, 52: 3, 61: 2, 95: 1, 150: 1}),
     )
-    # Z counts and charge tags survive the raw file's names (interim grammar, issue 10)
-    for fs, combo in (
-        ("0e_1m_1j_0g_0t_0b_1Z", "m0j0Z0"),
-        ("2e_0m_0j_0g_0t_0b_0Z_SS", "e0e1"),
-        ("3e_0m_0j_0g_0t_0b_0Z", "e0e2_OS"),
-    ):
-        assert parse_raw_name(raw_name(fs, combo)) == (fs, combo)
-    assert raw_name("0e_1m_1j_0g_0t_0b_1Z", "m0j0Z0").endswith("_cat_0ex_1mx_1jx_0gx_0tx_0bx_1Zx")
-    a = roi_name("2e_0m_1j_0g_0t_0b", "e0e1", 10)
-    b = roi_name("2e_0m_1j_1g_0t_0b", "e0e1", 10)
-    c = roi_name("2e_0m_1j_0g_2t_0b", "e0e1", 10)
-    d = roi_name("2e_0m_2j_0g_0t_0b", "e0e1", 10)
-    assert bumpnet_view(a) == ("e0e1", (("ex", 2), ("mx", 0), ("jx", 1), ("bx", 0)))
-    assert category_collisions([a, b, c, d]) == [sorted([a, b, c])]
+    total = a + b
+    c = cfg(z_peak_cut=True, z_peak_cut_gev=20.0)
+    s = process_spectrum(FS, "e0e1", total, GRID, c, False, components={"ttbar": a, "Zee": b})
+    assert sorted(s.components) == ["Zee", "ttbar"]
+    for view, h in s.views().items():
+        parts = [comps[view] for comps in s.components.values()]
+        for p in parts:
+            assert np.array_equal(p.axes[0].edges, h.axes[0].edges), view
+        np.testing.assert_array_equal(sum(p.values(flow=True) for p in parts), h.values(flow=True))
+    assert s.components["ttbar"]["ROI"].values().tolist() == [6, 2, 0]
+    assert s.components["Zee"]["outliers"].values().tolist() == [0, 0, 1, 0, 0, 0, 0, 0, 1]
+
+
+def test_blacklisted_spectra_are_marked_with_or_without_prefix():
+    hists = {(FS, "e0e1"): filled(SPECTRUM), ("1e_1m_0j_0g_0t_0b", "e0m0"): filled(SPECTRUM)}
+    c = cfg(hc={"blacklist": ["ROI_mass_e0e1_cat_2ex_0mx_0bx_0jx_0Zx_0gx_0tx", "mass_x_cat_0ex"]})
+    res = postprocess(hists, {FS: 100, "1e_1m_0j_0g_0t_0b": 100}, GRID, c, False)
+    marked = {s.combo: s.blacklisted for s in res.spectra}
+    assert marked == {"e0e1": True, "e0m0": False}
+    assert res.blacklisted == ["ROI_mass_e0e1_cat_2ex_0mx_0bx_0jx_0Zx_0gx_0tx"]
+    c2 = cfg(hc={"blacklist": ["mass_e0m0_cat_1ex_1mx_0bx_0jx_0Zx_0gx_0tx"]})
+    res2 = postprocess(hists, {FS: 100, "1e_1m_0j_0g_0t_0b": 100}, GRID, c2, False)
+    assert res2.blacklisted == ["ROI_mass_e0m0_cat_1ex_1mx_0bx_0jx_0Zx_0gx_0tx"]
+
+
+def test_seed_blacklist_entries_may_omit_the_width():
+    hists = {(FS, "e0e1"): filled(SPECTRUM)}
+    c = cfg(hc={"naming": "seed", "blacklist": ["mass_e0e1_cat_2ex_0mx_0jx_0gx_0tx_0bx"]})
+    res = postprocess(hists, {FS: 100}, GRID, c, False)
+    assert res.blacklisted == ["ROI_mass_e0e1_cat_2ex_0mx_0jx_0gx_0tx_0bx_width_10.0"]
+
+
+def test_collisions_ignore_blacklisted_names():
+    hists = {(FS, "e0e1"): filled(SPECTRUM), ("2e_0m_0j_1g_0t_0b", "e0e1"): filled(SPECTRUM)}
+    counts = {FS: 100, "2e_0m_0j_1g_0t_0b": 100}
+    assert len(postprocess(hists, counts, GRID, cfg(), False).collisions) == 1
+    c = cfg(hc={"blacklist": ["mass_e0e1_cat_2ex_0mx_0bx_0jx_0Zx_1gx_0tx"]})
+    assert postprocess(hists, counts, GRID, c, False).collisions == []
 
 
 @pytest.mark.parametrize("width", [5.0, 10.0])

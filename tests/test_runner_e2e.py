@@ -15,13 +15,16 @@ import pytest
 import uproot
 from helpers import SHARED, assert_same_run_histograms
 
+from processor.config import BumpNetCuts
+from processor.output.naming import raw_name
+from processor.output.readiness import load_like_bumpnet
+from processor.output.stacks import WRITER_STACKS, pyroot_available
 from processor.synthetic import write_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "runner.py"
 ROI_RE = re.compile(
-    r"^ROI_mass_([a-zA-Z0-9]+(?:_OS|_SS)?)_cat_"
-    r"(\d+ex_\d+mx_\d+jx_\d+gx_\d+tx_\d+bx(?:_\d+Zx)?(?:_OS|_SS)?)_width_10\.0$"
+    r"^ROI_mass_([a-zA-Z0-9]+)_cat_(\d+ex_\d+mx_\d+bx_\d+jx_\d+Zx_\d+gx_\d+tx)(_OS|_SS)?$"
 )
 
 
@@ -82,7 +85,48 @@ def test_demo_runs_and_writes_a_bumpnet_file(demo_run):
             assert f.classnames()[k + ";1"] == "TH1D"
             edges = f[k].axis().edges()
             np.testing.assert_allclose(np.diff(edges), 10.0)
-        assert all(k.startswith(("ROI_", "outliers_")) for k in keys)
+            for view in ("raw_", "rebinned_"):  # BumpNet's three views of each spectrum
+                assert view + k.removeprefix("ROI_") in keys, k
+        assert all(k.startswith(("ROI_", "rebinned_", "raw_", "outliers_")) for k in keys)
+
+
+def test_demo_mc_file_is_stacked_by_process(demo_run):
+    _, run_dir = demo_run
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    mc = manifest["histograms"]["mc"]
+    # the demo's two MC datasets match no SM group: each keeps its own name
+    assert mc["mc_by_process"]["components"] == ["Synthetic_SM_A", "Synthetic_SM_B"]
+    assert mc["mc_by_process"]["bumpnet_bsm"] == ["Synthetic_SM_A", "Synthetic_SM_B"]
+    stacked = mc["mc_by_process"]["writer"] == WRITER_STACKS
+    assert stacked == pyroot_available()
+    with uproot.open(run_dir / mc["file"]) as f:
+        classes = f.classnames(cycle=False)
+        for spec in mc["spectra"]:
+            if not spec["written"]:
+                continue
+            if stacked:
+                assert classes[spec["roi_name"]] == "THStack"
+                parts = f[spec["roi_name"]].member("fHists")
+                assert {str(h.member("fName")) for h in parts} <= {
+                    "Synthetic_SM_A_roi",
+                    "Synthetic_SM_B_roi",
+                }
+                total = np.sum([h.values() for h in parts], axis=0)
+            else:
+                total = f[spec["roi_name"]].values()
+            assert total.sum() == pytest.approx(spec["entries"])
+
+
+def test_manifest_readiness_is_what_the_emulated_loader_finds(demo_run):
+    _, run_dir = demo_run
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    cuts = BumpNetCuts(**manifest["bumpnet_cuts"])
+    for group, entry in manifest["histograms"].items():
+        loaded = load_like_bumpnet(run_dir / entry["file"], cuts)
+        accepted = {h.key for h in loaded if h.verdict.accepted}
+        assert accepted == {s["roi_name"] for s in entry["spectra"] if s["bumpnet"]["accepted"]}
+        assert len(accepted) == entry["n_bumpnet_ready"] > 0, group
+        assert {h.key for h in loaded} == {s["roi_name"] for s in entry["spectra"] if s["written"]}
 
 
 def test_roi_contents_equal_the_raw_fine_histogram_over_the_same_range(demo_run):
@@ -97,9 +141,7 @@ def test_roi_contents_equal_the_raw_fine_histogram_over_the_same_range(demo_run)
             if not spec["roi_name"]:
                 continue
             roi = out[spec["roi_name"]]
-            fine = raw[
-                "data/" + spec["roi_name"].replace("ROI_mass_", "raw_mass_").rsplit("_width_", 1)[0]
-            ]
+            fine = raw["data/" + raw_name(spec["fs"], spec["combo"])]
             fine_edges, fine_vals = fine.axis().edges(), fine.values()
             stop = spec["split"] if spec["split"] is not None else np.inf
             for lo, hi, v in zip(

@@ -60,6 +60,19 @@ def uproot_options(timeout_s: float | None = None) -> dict[str, Any]:
     return {"timeout": int(timeout_s if timeout_s is not None else STREAM_TIMEOUT_S)}
 
 
+def coffea_runner_options(options: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split :func:`uproot_options` for coffea: ``(Runner(**first), runner(uproot_options=second))``.
+
+    The timeout goes to ``Runner(xrootdtimeout=...)`` (coffea passes it to ``uproot.open`` as
+    ``timeout``), never inside ``uproot_options``: coffea up to 2026.7 passes both and
+    ``uproot.open`` fails with "got multiple values for keyword argument 'timeout'" on every
+    chunk (2026.9 still does when it traces the columns to preload).
+    """
+    rest = dict(options or {})
+    timeout = rest.pop("timeout", None)
+    return ({"xrootdtimeout": int(timeout)} if timeout is not None else {}), rest
+
+
 # -- cache layout -------------------------------------------------------------------------
 def strip_fsspec_chain(url: str) -> str:
     """``simplecache::https://x/y`` -> ``https://x/y`` (atlasopenmagic adds such prefixes)."""

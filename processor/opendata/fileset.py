@@ -67,9 +67,11 @@ __all__ = [
     "build_fileset",
     "dataset_name",
     "load_release_metadata",
+    "resolve_protocol",
     "uproot_options",
     "user_cache_dir",
     "user_metadata_path",
+    "xrootd_available",
 ]
 
 log = logging.getLogger(__name__)
@@ -224,14 +226,27 @@ def _unknown_error(unknown: list[str], entries: dict[str, dict[str, Any]], relea
     )
 
 
+def xrootd_available() -> bool:
+    """Whether the 'xrootd' extra is importable (``fsspec_xrootd`` and the ``XRootD`` bindings)."""
+    try:
+        import fsspec_xrootd  # noqa: F401
+        from XRootD import client  # noqa: F401
+    except Exception:  # ImportError, or a broken binary module (OSError, ...)
+        return False
+    return True
+
+
+def resolve_protocol(protocol: str) -> str:
+    """``parsing_task_config.protocol`` -> the one used: ``auto`` is ``root`` when the 'xrootd'
+    extra imports (:func:`xrootd_available`), else ``https``; ``root``/``https`` unchanged."""
+    if protocol != "auto":
+        return protocol
+    return "root" if xrootd_available() else "https"
+
+
 def _require_xrootd() -> None:
     """root:// needs fsspec-xrootd (the 'xrootd' extra); say so before anything starts."""
-    import importlib.util
-
-    if (
-        importlib.util.find_spec("fsspec_xrootd") is None
-        or importlib.util.find_spec("XRootD") is None
-    ):
+    if not xrootd_available():
         raise DataAccessError(
             "parsing_task_config.protocol is 'root' but XRootD support is not installed: "
             "pip install 'bumpnet-masses[xrootd]' (xrootd + fsspec-xrootd), or use protocol: https"
@@ -330,7 +345,8 @@ def _from_release(
     tree_name: str | None,
     allow_missing: bool,
 ) -> FilesetPlan:
-    release, skim, protocol = parsing.release, parsing.skim, parsing.protocol
+    release, skim = parsing.release, parsing.skim
+    protocol = resolve_protocol(parsing.protocol)
     tree = tree_name or parsing.tree_name or RELEASE_TREES.get(release, "analysis")
     missing: list[str] = []
 
@@ -359,6 +375,13 @@ def _from_release(
     assert sel is not None
     log.info("metadata of %s from %s", release, meta.source)
 
+    if parsing.protocol == "auto":
+        log.info(
+            "protocol auto: %s",
+            "root (XRootD; the 'xrootd' extra is installed)"
+            if protocol == "root"
+            else "https (pip install 'bumpnet-masses[xrootd]' for XRootD)",
+        )
     if protocol == "root":
         _require_xrootd()
     cache_dir = Path(parsing.cache_dir).expanduser() if parsing.cache_dir else cache_base / "files"

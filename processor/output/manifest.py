@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from processor.errors import RunDirError
 from processor.fsutil import atomic_write_json
 from processor.output.postprocess import PostProcessResult
+from processor.output.readiness import group_readiness
+from processor.output.readiness import readiness_table as _readiness_table
 
 MANIFEST_NAME = "manifest.json"
 
@@ -45,6 +47,11 @@ class SpectrumRecord(_Open):
     entries: float
     removed: dict[str, float]
     rejected: list[str]
+    #: in the BumpNet file (has a ROI histogram and is not blacklisted)
+    written: bool = True
+    blacklisted: bool = False
+    #: BumpNet's loader, emulated: accepted, loader_name, bins/entries_after_trim, codes
+    bumpnet: dict[str, Any] | None = None
 
 
 class GroupRecord(_Open):
@@ -57,6 +64,14 @@ class GroupRecord(_Open):
     collisions: list[list[str]]
     overflow: dict[str, float]
     file: str | None = None
+    #: views written per spectrum (raw, rebinned, ROI)
+    views: list[str] | None = None
+    #: ROI names of blacklisted spectra (not written)
+    blacklisted: list[str] = []
+    #: spectra per reason code BumpNet's loader would skip them for
+    rejection_counts: dict[str, int] = {}
+    #: MC by process: writer, components, bumpnet_sm, bumpnet_bsm
+    mc_by_process: dict[str, Any] | None = None
 
 
 class ProcessingRecord(_Open):
@@ -95,45 +110,25 @@ class Manifest(_Open):
     coffea_metrics: dict[str, Any]
     processing: ProcessingRecord
     fine_grid: dict[str, float]
+    #: histogram_creation_task_config.naming (bumpnet | seed)
+    naming: str | None = None
+    #: the configured blacklist and the entries that matched nothing
+    blacklist: dict[str, list[str]] | None = None
+    #: BumpNet's loader cuts the readiness verdicts used
+    bumpnet_cuts: dict[str, float] | None = None
 
 
 def readiness_table(result: PostProcessResult) -> list[dict[str, Any]]:
-    """One row per spectrum of a sample group: ROI/outlier names, the post-processing edges,
-    bins, entries and why BumpNet's loader would reject it (empty list: accepted).
-
-    The same rows are the ``spectra`` of the group's manifest entry; the notebook shows them.
-    """
-    spectra = []
-    for s in result.spectra:
-        roi_values = s.roi.values() if s.roi is not None else []
-        spectra.append(
-            {
-                "roi_name": s.roi_name if s.roi is not None else None,
-                "outlier_name": s.outlier_name if s.outliers is not None else None,
-                "has_outliers": s.outliers is not None,
-                "fs": s.fs,
-                "combo": s.combo,
-                "lo": s.lo,
-                "split": s.split,
-                "hi": s.hi,
-                "n_bins": len(roi_values),
-                "entries": float(sum(roi_values) if s.roi_entries is None else s.roi_entries),
-                "sumw": float(sum(roi_values)),
-                "removed": s.removed,
-                "rejected": s.rejected,
-            }
-        )
-    return spectra
+    """One row per spectrum of a sample group (see :func:`processor.output.readiness.readiness_table`,
+    the one place BumpNet's verdicts are made); the same rows are the group's ``spectra``."""
+    return _readiness_table(result)
 
 
 def group_record(result: PostProcessResult) -> dict[str, Any]:
     """The manifest entry of one sample group's post-processing result."""
     return {
-        "spectra": readiness_table(result),
-        "n_written": sum(1 for s in result.spectra if s.roi is not None),
-        "n_bumpnet_ready": sum(1 for s in result.spectra if s.roi is not None and not s.rejected),
+        **group_readiness(result),
         "dropped_final_states": result.dropped_fs,
-        "collisions": result.collisions,
         "overflow": result.overflow,
     }
 

@@ -21,6 +21,7 @@ import uproot
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from processor.config import BumpNetCuts
 from processor.errors import PlotsError, StorageError
 from processor.fsutil import STORAGE_ERRNOS, atomic_path, storage_error
 from processor.output import summary_plots
@@ -49,7 +50,8 @@ from processor.output.plotstyle import (  # noqa: F401  (_bytes, _duration: part
     _SharedMathtext,
     _style,
 )
-from processor.output.postprocess import BUMPNET_MIN_BINS, BUMPNET_MIN_ENTRIES
+from processor.output.readiness import loader_summary
+from processor.output.stacks import summed_values
 from processor.output.summary_plots import (
     plot_cutflow,
     plot_final_state_counts,
@@ -71,10 +73,12 @@ def _read_th1(directory: Any, name: str) -> Hist1D | None:
         obj = directory[name]
     except (KeyError, uproot.KeyInFileError):
         return None
-    values = np.asarray(obj.values(flow=False), dtype=np.float64)
-    variances = obj.variances(flow=False)
-    variances = values.copy() if variances is None else np.asarray(variances, dtype=np.float64)
-    return Hist1D(values, variances, np.asarray(obj.axis().edges(flow=False), dtype=np.float64))
+    values, variances, edges = summed_values(obj)  # a THStack (MC by process) is summed
+    return Hist1D(
+        np.asarray(values, dtype=np.float64),
+        np.asarray(variances, dtype=np.float64),
+        np.asarray(edges, dtype=np.float64),
+    )
 
 
 def _raw_key(spec: Mapping[str, Any]) -> str:
@@ -103,7 +107,9 @@ def _open(path: Path, what: str, stack: ExitStack) -> Any:
 
 def _fill_view(view: SpectrumView, spec: Mapping[str, Any], hist_file: Any, raw_file: Any) -> None:
     """Read a spectrum's ROI, outlier tail and raw fine histogram into ``view``."""
-    if hist_file is not None:
+    if spec.get("blacklisted"):
+        view.problems.append("blacklisted: not written to the BumpNet file")
+    elif hist_file is not None:
         view.roi = _read_th1(hist_file, view.roi_name)
         if view.roi is None:
             view.problems.append("ROI histogram not in the file")
@@ -203,7 +209,8 @@ def _log_limits(arrays: Iterable[np.ndarray], room: float = 0.55) -> tuple[float
 class _SpectrumPage:
     """The spectrum page, built once (axes, label, note texts) and refilled per spectrum."""
 
-    def __init__(self, info: LabelInfo, data: bool) -> None:
+    def __init__(self, info: LabelInfo, data: bool, cuts_text: str = "") -> None:
+        self.cuts_text = cuts_text or loader_summary(BumpNetCuts())
         self.fig = _figure(8.5, 7.0)
         self.fig.add_artist(_SharedMathtext())
         self.ax = self.fig.add_axes((0.13, 0.17, 0.83, 0.74))
@@ -327,10 +334,7 @@ class _SpectrumPage:
             note = "BumpNet would reject this ROI histogram: " + "; ".join(view.rejected)
             color = COLOR_BAD
         else:
-            note = (
-                f"Accepted by BumpNet's loader (≥ {BUMPNET_MIN_BINS} bins, "
-                f"≥ {BUMPNET_MIN_ENTRIES} entries, first bin > 0)"
-            )
+            note = f"Accepted by BumpNet's loader ({self.cuts_text})"
             color = COLOR_OK
         if view.problems:
             note += "   |   " + "; ".join(view.problems)
@@ -341,9 +345,10 @@ class _SpectrumPage:
 
 
 def plot_spectra_pdf(
-    spectra: Mapping[str, list[SpectrumView]], info: LabelInfo, path: Path
+    spectra: Mapping[str, list[SpectrumView]], info: LabelInfo, path: Path, cuts_text: str = ""
 ) -> Path | None:
-    """``spectra.pdf``: one page per spectrum, groups in manifest order (None: no spectra)."""
+    """``spectra.pdf``: one page per spectrum, groups in manifest order (None: no spectra);
+    ``cuts_text``: BumpNet's loader cuts in words (:func:`readiness.loader_summary`)."""
     views = [v for group in spectra.values() for v in group]
     if not views:
         return None
@@ -352,7 +357,7 @@ def plot_spectra_pdf(
         for view in views:
             data = view.group != "mc"
             if data not in pages:
-                pages[data] = _SpectrumPage(info, data)
+                pages[data] = _SpectrumPage(info, data, cuts_text)
             pdf.savefig(pages[data].draw(view))
         meta = pdf.infodict()
         meta["Title"] = "BumpNet mass spectra"
@@ -659,11 +664,12 @@ def _render(run_dir: Path, manifest: Mapping[str, Any], plots: Path) -> list[Pat
     """Render every plot into ``plots`` (a fresh directory); see :func:`make_plots`."""
     info = _label_info(manifest)
     spectra = load_spectra(run_dir, manifest)
+    cuts = loader_summary(BumpNetCuts(**(manifest.get("bumpnet_cuts") or {})))
     written: list[Path] = []
     failures: list[str] = []
 
     jobs: list[tuple[str, Callable[[], Path | list[Path] | None]]] = [
-        ("spectra.pdf", lambda: plot_spectra_pdf(spectra, info, plots / "spectra.pdf")),
+        ("spectra.pdf", lambda: plot_spectra_pdf(spectra, info, plots / "spectra.pdf", cuts)),
         ("spectra overviews", lambda: plot_overviews(spectra, info, plots)),
         (
             "final_state_counts.png",

@@ -15,6 +15,8 @@ Shape (after ``MassProcessor.postprocess``; also what ``read_raw_file`` gives ba
                        "fs_sumw":   {final state: sum of weights},
                        "fills":     {(final state, combination): Int64 Hist of fills per bin}
                                     (weighted MC only: a Weight histogram does not count fills),
+                       "components": {process group: {(final state, combination): hist.Hist}}
+                                    (MC by process only: per-process copies of "hists"),
                    }},
       "cutflow":  {dataset: {step: events}},       # steps: analysis.CUTFLOW_STEPS
       "files":    {file: entries processed},

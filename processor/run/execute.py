@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from processor.config import Config
 from processor.errors import InputError  # noqa: F401  (re-exported)
 from processor.fsutil import storage_error
+from processor.opendata.download import coffea_runner_options
 from processor.opendata.preflight import FileReport, inspect_file
 from processor.opendata.retrying import with_io_retries
 from processor.physics.accumulator import empty_output
@@ -254,8 +255,12 @@ def run_processing(
     checkpoint_dir: Path | None = None,
     uproot_options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the processor over a (pre-flighted) fileset; return the accumulator and coffea metrics."""
+    """Run the processor over a (pre-flighted) fileset; return the accumulator and coffea metrics.
+
+    The streaming timeout reaches coffea as ``xrootdtimeout`` (see ``coffea_runner_options``).
+    """
     ex = config.executor
+    runner_kw, options = coffea_runner_options(uproot_options)
     runner = processor.Runner(
         executor=executor,
         schema=BaseSchema,
@@ -264,6 +269,7 @@ def run_processing(
         skipbadfiles=(OSError,) if skipbadfiles else False,
         align_clusters=ex.align_clusters,
         savemetrics=True,
+        **runner_kw,
         checkpointer=(
             AtomicCheckpointer(str(Path(checkpoint_dir) / checkpoint_key(config)))
             if checkpoint_dir
@@ -279,7 +285,7 @@ def run_processing(
             dict(fileset),
             processor_instance=MassProcessor(config, skip_bad_chunks=skipbadfiles),
             treename=None,
-            uproot_options=uproot_options or {},
+            uproot_options=options,
         )
     return out, metrics
 

@@ -11,7 +11,8 @@ from processor.config import Config
 from processor.errors import PlotsError, StorageError
 from processor.opendata.releases import energy_and_lumi
 from processor.output.manifest import build_manifest, group_record, jsonable_metrics, write_manifest
-from processor.output.postprocess import postprocess_groups
+from processor.output.postprocess import postprocess_groups, unmatched_blacklist
+from processor.output.readiness import bumpnet_classes
 from processor.output.rootfiles import bumpnet_filename, write_bumpnet_file, write_raw_file
 from processor.physics.accumulator import total_cutflow
 from processor.physics.histograms import MassGrid, compact_size
@@ -50,6 +51,7 @@ def finish_run(
     manifest_hists: dict[str, Any] = {}
     final_states: dict[str, Any] = {}
     kept_events = 0
+    hc = config.histogram_creation_task_config
     for group, pp in postprocess_groups(out, config).items():
         content = out["groups"][group]
         kept_events += sum(pp.kept_fs.values())
@@ -58,21 +60,48 @@ def finish_run(
             for fs, n in sorted(content["fs_events"].items(), key=lambda kv: -kv[1])
         }
         entry = group_record(pp)
+        entry["views"] = list(hc.active_views())
         if config.tasks.do_histogram_creation and config.tasks.do_post_processing:
-            path = hist_dir / bumpnet_filename(config.histogram_creation_task_config, group)
-            keys = write_bumpnet_file(path, pp)
+            path = hist_dir / bumpnet_filename(hc, group)
+            written = write_bumpnet_file(path, pp, hc.active_views(), hc.stacks_wanted())
             entry["file"] = str(path.relative_to(run_dir))
-            log.info("wrote %d histograms (%s) to %s", len(keys), group, path)
+            if written.components:
+                entry["mc_by_process"] = {
+                    "writer": written.writer,
+                    "components": written.components,
+                    **bumpnet_classes(written.components),
+                }
+                log.info(
+                    "%s: MC by process written as %s: %s",
+                    group,
+                    written.writer,
+                    ", ".join(written.components),
+                )
+            log.info("wrote %d histograms (%s) to %s", len(written.keys), group, path)
         manifest_hists[group] = entry
+        if pp.blacklisted:
+            log.info(
+                "%s: %d blacklisted spectra not written (manifest.json histograms.%s.blacklisted)",
+                group,
+                len(pp.blacklisted),
+                group,
+            )
         if pp.collisions:
             log.warning(
-                "%s: %d groups of ROI names differ only in photon/tau counts, which BumpNet's "
-                "category parser ignores (listed in manifest.json histograms.%s.collisions), e.g. %s",
+                "%s: %d groups of ROI names look the same to BumpNet's selection, which reads "
+                "only ex/mx/bx/jx/Zx counts and the OS/SS tag (listed in manifest.json "
+                "histograms.%s.collisions), e.g. %s",
                 group,
                 len(pp.collisions),
                 group,
                 " / ".join(pp.collisions[0]),
             )
+    unmatched = unmatched_blacklist(hc.blacklist, manifest_hists.values())
+    if unmatched:
+        log.warning(
+            "blacklist entries matching no spectrum of this run (check the spelling): %s",
+            ", ".join(unmatched),
+        )
     cutflow["final_states_kept"] = kept_events
     sqrt_s, lumi = energy_and_lumi(release)
     failures = result.failures
@@ -95,6 +124,9 @@ def finish_run(
         cutflow_total=cutflow,
         final_states=final_states,
         histograms=manifest_hists,
+        naming=hc.naming,
+        blacklist={"entries": list(hc.blacklist), "unmatched": unmatched},
+        bumpnet_cuts=hc.bumpnet_cuts.model_dump(),
         raw_file=str(raw_file.relative_to(run_dir)),
         formats=out.get("formats", {}),
         coffea_metrics=jsonable_metrics(metrics),

@@ -18,6 +18,7 @@ from processor.opendata.formats import (
 )
 from processor.opendata.preflight import missing_branches_message
 from processor.opendata.weights import default_scale_factors, luminosity_pb, mc_weights
+from processor.output.mcgroups import group_of_metadata
 from processor.physics.analysis import analyse_objects
 from processor.physics.histograms import MassGrid, expand_group, fill_chunk
 from processor.physics.selection import types_to_read
@@ -29,11 +30,14 @@ log = logging.getLogger(__name__)
 class MassProcessor(processor.ProcessorABC):
     """Per chunk: select objects, classify the final state, fill fine mass histograms.
 
-    Per chunk: ``{"groups": {"data"|"mc": {"table", "fs_events", "fs_sumw"}}, "cutflow":
-    {dataset: {step: n}}, "files": {filename: events}, "formats": {format: events}}``, where
-    ``table`` is a compact :class:`~processor.physics.histograms.MassTable` (small to ship and
-    cheap to add). :meth:`postprocess` turns the accumulated tables into the documented
-    accumulator of ``hist.Hist`` (:mod:`processor.physics.accumulator`).
+    Per chunk: ``{"groups": {"data"|"mc": {"table", "fs_events", "fs_sumw"[, "components"]}},
+    "cutflow": {dataset: {step: n}}, "files": {filename: events}, "formats": {format: events}}``,
+    where ``table`` is a compact :class:`~processor.physics.histograms.MassTable` (small to ship
+    and cheap to add). With MC by process, the mc group's ``components`` holds ``{process group:
+    MassTable}`` beside the sums (groups from the dataset metadata,
+    ``histogram_creation_task_config.mc_groups``). :meth:`postprocess` turns the accumulated
+    tables into the documented accumulator of ``hist.Hist`` (:mod:`processor.physics.accumulator`):
+    ``hists`` and ``components`` ``{process group: {key: Hist}}``.
     """
 
     def __init__(self, config: Config, skip_bad_chunks: bool = False):
@@ -44,6 +48,9 @@ class MassProcessor(processor.ProcessorABC):
         self.format_override = config.parsing_task_config.format
         self.grid = MassGrid(self.mass.fine_bin_width_gev, self.mass.mass_max_gev)
         self.weighted = self.mass.weighting == "mc"
+        hc = config.histogram_creation_task_config
+        self.by_process = hc.stacks_wanted()
+        self.mc_groups = dict(hc.mc_groups)
 
     def process(self, events: Any) -> dict[str, Any]:
         """Analyse one chunk; with ``skip_bad_chunks`` a data error is recorded, not raised."""
@@ -119,6 +126,10 @@ class MassProcessor(processor.ProcessorABC):
         )
         filled = fill_chunk(analysis, self.grid, weights, self.weighted)
         cutflow = filled.pop("cutflow")
+        if is_mc and self.by_process:
+            # per-process copies (the sums are added in place when chunks accumulate)
+            group = group_of_metadata(meta, self.mc_groups)
+            filled["components"] = {group: filled["table"].copy()}
         return {
             "groups": {"mc" if is_mc else "data": filled},
             "cutflow": {meta.get("dataset", "?"): cutflow},
