@@ -516,7 +516,7 @@ def check_plot_inputs(run_dir: str | Path) -> None:
         try:
             with uproot.open(path) as f:
                 for name in names:
-                    f[name].values()
+                    summed_values(f[name])  # a THStack (MC by process) is summed
         except Exception as exc:
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
             raise PlotsError(
