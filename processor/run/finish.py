@@ -15,7 +15,7 @@ from processor.output.postprocess import postprocess_groups, unmatched_blacklist
 from processor.output.readiness import bumpnet_classes
 from processor.output.rootfiles import bumpnet_filename, write_bumpnet_file, write_raw_file
 from processor.physics.accumulator import total_cutflow
-from processor.physics.histograms import MassGrid, accumulator_size
+from processor.physics.histograms import MassGrid, compact_size
 from processor.run.execute import ProcessingResult
 from processor.run.rundir import software_versions
 
@@ -139,7 +139,7 @@ def finish_run(
             "n_files": len(inputs),
             "n_failed_files": len({f["file"] for f in failures}),
             "n_failed_chunks": sum(1 for f in failures if f["chunk"] not in ("all",)),
-            "accumulator_bytes": accumulator_size(out.get("groups", {})),
+            "accumulator_bytes": compact_size(out.get("groups", {}), grid),
         },
         fine_grid={"width_gev": grid.width, "max_gev": grid.mass_max, "bins": grid.n_bins},
     )
