@@ -18,27 +18,33 @@ from processor.opendata.formats import FORMATS, branches_needed
 from processor.physics.histograms import accumulator_size
 from processor.run.mass_processor import MassProcessor
 from processor.synthetic import write_sample
+from processor.synthetic.meta import TREE_NAMES
 
 
 def main() -> int:
-    """Write a synthetic 2025e file, time uproot alone and the processor, print ratios as JSON."""
+    """Write a synthetic file (``--format``, default 2025e), time uproot alone and the processor, print ratios as JSON."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=500_000)
     ap.add_argument("--chunksize", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--format", default="2025e", choices=sorted(TREE_NAMES), help="synthetic format"
+    )
     args = ap.parse_args()
     cfg = validate_config({})
     sel = cfg.object_selection
-    branches = branches_needed(FORMATS["2025e"], sel)
+    fmt = FORMATS[args.format]
+    tree = TREE_NAMES[args.format]
+    branches = branches_needed(fmt, sel)
     with tempfile.TemporaryDirectory() as tmp:
         path = write_sample(
-            Path(tmp) / "bench.root", "2025e", args.events, seed=3, signal_mass_gev=800.0
+            Path(tmp) / "bench.root", args.format, args.events, seed=3, signal_mass_gev=800.0
         )
         t_read, t_proc = [], []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
             with uproot.open(path) as f:
-                for _arrays in f["analysis"].iterate(branches, step_size=args.chunksize):
+                for _arrays in f[tree].iterate(branches, step_size=args.chunksize):
                     pass
             t_read.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
@@ -49,13 +55,14 @@ def main() -> int:
                 savemetrics=True,
             )
             out, metrics = runner(
-                {"bench": {"files": {str(path): "analysis"}}},
+                {"bench": {"files": {str(path): tree}}},
                 processor_instance=MassProcessor(cfg),
                 treename=None,
             )
             t_proc.append(time.perf_counter() - t0)
     best_read, best_proc = min(t_read), min(t_proc)
     result = {
+        "format": args.format,
         "events": args.events,
         "branches": len(branches),
         "uproot_read_events_per_s": round(args.events / best_read),

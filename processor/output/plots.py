@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -602,7 +605,7 @@ def check_plot_inputs(run_dir: str | Path) -> None:
         try:
             with uproot.open(path) as f:
                 for name in names:
-                    summed_values(f[name])  # a THStack (MC by process) has no values()
+                    summed_values(f[name])  # a THStack (MC by process) is summed
         except Exception as exc:
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
             raise PlotsError(
@@ -639,6 +642,70 @@ def _swap_in(new: Path, plots: Path) -> None:
         os.rename(new, plots)
 
 
+#: the plot jobs of the current :func:`make_plots` call, read by forked pool processes
+_JOBS: list[tuple[str, Callable[[], Path | list[Path] | None]]] = []
+
+
+def _run_job(i: int) -> list[Path] | str:
+    """Run plot job ``i`` of :data:`_JOBS`: its files, or the error as text (logged here)."""
+    name, job = _JOBS[i]
+    t = time.perf_counter()
+    try:
+        with _style():
+            result = job()
+    except StorageError:
+        raise
+    except Exception as exc:
+        logger.debug("plot %s failed", name, exc_info=True)
+        return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    files = result if isinstance(result, list) else [result] if result else []
+    logger.debug("%s: %d file(s) in %.2f s", name, len(files), time.perf_counter() - t)
+    return files
+
+
+def plot_processes(n_jobs: int) -> int:
+    """How many processes render plots: ``BUMPNET_PLOT_PROCESSES`` if set, else one per core
+    (at most ``n_jobs``); 1 where fork is unavailable (the jobs are closures)."""
+    if sys.platform == "win32" or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    env = os.environ.get("BUMPNET_PLOT_PROCESSES")
+    n = (
+        int(env)
+        if env and env.isdigit()
+        else (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
+    )
+    return max(1, min(n, n_jobs))
+
+
+def _run_jobs(
+    jobs: list[tuple[str, Callable[[], Path | list[Path] | None]]],
+) -> list[tuple[str, list[Path] | str]]:
+    """Run the plot jobs, in parallel forked processes when there is more than one core (the
+    first, longest job, ``spectra.pdf``, starts at once; the others share the other
+    processes); results in job order. Falls back to one process if the pool fails."""
+    global _JOBS
+    _JOBS = list(jobs)
+    n_proc = plot_processes(len(jobs))
+    try:
+        if n_proc > 1:
+            try:
+                ctx = multiprocessing.get_context("fork")
+                with ProcessPoolExecutor(n_proc, mp_context=ctx) as pool:
+                    futures = [pool.submit(_run_job, i) for i in range(len(jobs))]
+                    return [(name, f.result()) for (name, _), f in zip(jobs, futures, strict=True)]
+            except StorageError:
+                raise
+            except Exception as exc:  # a broken pool (killed child, no fork): do it here
+                logger.warning("parallel plotting failed (%s); plotting in this process", exc)
+        return [(name, _run_job(i)) for i, (name, _) in enumerate(jobs)]
+    finally:
+        _JOBS = []
+
+
 def make_plots(run_dir: str | Path) -> list[Path]:
     """Make every plot of a run directory from its manifest and ROOT files alone.
 
@@ -649,7 +716,8 @@ def make_plots(run_dir: str | Path) -> list[Path]:
     as they were. A missing raw or histogram file is logged and the plots are made without it
     (``--plots-only`` refuses first, :func:`check_plot_inputs`). If a plot fails, the others are
     still tried and :class:`PlotsError` is raised at the end; a write the storage refuses
-    raises :class:`StorageError` at once.
+    raises :class:`StorageError` at once. The plots are rendered in parallel processes
+    (:func:`plot_processes`).
     """
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
@@ -702,20 +770,11 @@ def _render(run_dir: Path, manifest: Mapping[str, Any], plots: Path) -> list[Pat
             lambda: plot_processing_summary(manifest, info, plots / "processing_summary.png"),
         ),
     ]
-    with _style():
-        for name, job in jobs:
-            t = time.perf_counter()
-            try:
-                result = job()
-            except StorageError:
-                raise
-            except Exception as exc:
-                logger.debug("plot %s failed", name, exc_info=True)
-                failures.append(f"{name}: {type(exc).__name__}: {' '.join(str(exc).split())}")
-                continue
-            files = result if isinstance(result, list) else [result] if result else []
-            written.extend(files)
-            logger.debug("%s: %d file(s) in %.2f s", name, len(files), time.perf_counter() - t)
+    for name, outcome in _run_jobs(jobs):
+        if isinstance(outcome, str):
+            failures.append(f"{name}: {outcome}")
+            continue
+        written.extend(outcome)
     n_spectra = sum(len(v) for v in spectra.values())
     logger.debug("rendered %d plot files (%d spectra)", len(written), n_spectra)
     if failures:

@@ -1,6 +1,12 @@
 """The accumulator one run adds up: its shape, an empty one, totals and the merge of several.
 
-Shape (what ``MassProcessor.process`` returns per chunk and coffea adds up)::
+Per chunk, ``MassProcessor.process`` returns each group's histograms as one compact
+``"table"`` (:class:`processor.physics.histograms.MassTable`: touched bins only, added with
+``+``); coffea adds those, and ``MassProcessor.postprocess`` expands them once
+(:func:`processor.physics.histograms.expand_group`) into the shape below, which everything
+after processing (post-processing, ROOT files, merges) reads.
+
+Shape (after ``MassProcessor.postprocess``; also what ``read_raw_file`` gives back)::
 
     {
       "groups":   {group ("data"|"mc"): {
@@ -9,6 +15,8 @@ Shape (what ``MassProcessor.process`` returns per chunk and coffea adds up)::
                        "fs_sumw":   {final state: sum of weights},
                        "fills":     {(final state, combination): Int64 Hist of fills per bin}
                                     (weighted MC only: a Weight histogram does not count fills),
+                       "components": {process group: {(final state, combination): hist.Hist}}
+                                    (MC by process only: per-process copies of "hists"),
                    }},
       "cutflow":  {dataset: {step: events}},       # steps: analysis.CUTFLOW_STEPS
       "files":    {file: entries processed},

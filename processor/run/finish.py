@@ -22,7 +22,7 @@ from processor.output.scanning import (
     scan_run,
 )
 from processor.physics.accumulator import total_cutflow
-from processor.physics.histograms import MassGrid, accumulator_size
+from processor.physics.histograms import MassGrid, compact_size
 from processor.run.execute import ProcessingResult
 from processor.run.rundir import software_versions
 
@@ -161,7 +161,7 @@ def finish_run(
             "n_files": len(inputs),
             "n_failed_files": len({f["file"] for f in failures}),
             "n_failed_chunks": sum(1 for f in failures if f["chunk"] not in ("all",)),
-            "accumulator_bytes": accumulator_size(out.get("groups", {})),
+            "accumulator_bytes": compact_size(out.get("groups", {}), grid),
         },
         fine_grid={"width_gev": grid.width, "max_gev": grid.mass_max, "bins": grid.n_bins},
         bump_scan=bump_scan_record(bump, config),

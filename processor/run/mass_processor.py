@@ -20,7 +20,7 @@ from processor.opendata.preflight import missing_branches_message
 from processor.opendata.weights import default_scale_factors, luminosity_pb, mc_weights
 from processor.output.mcgroups import group_of_metadata
 from processor.physics.analysis import analyse_objects
-from processor.physics.histograms import MassGrid, fill_chunk
+from processor.physics.histograms import MassGrid, expand_group, fill_chunk
 from processor.physics.selection import types_to_read
 from processor.run import coffea_compat  # noqa: F401  (non-ASCII paths; patches on import)
 
@@ -30,10 +30,14 @@ log = logging.getLogger(__name__)
 class MassProcessor(processor.ProcessorABC):
     """Per chunk: select objects, classify the final state, fill fine mass histograms.
 
-    Output: ``{"groups": {"data"|"mc": {"hists", "fs_events", "fs_sumw"[, "components"]}}, "cutflow":
-    {dataset: {step: n}}, "files": {filename: events}, "formats": {format: events}}``.
-    With MC by process, the mc group's ``components`` holds ``{process group: {key: Hist}}``
-    beside the sums (groups from the dataset metadata, ``histogram_creation_task_config.mc_groups``).
+    Per chunk: ``{"groups": {"data"|"mc": {"table", "fs_events", "fs_sumw"[, "components"]}},
+    "cutflow": {dataset: {step: n}}, "files": {filename: events}, "formats": {format: events}}``,
+    where ``table`` is a compact :class:`~processor.physics.histograms.MassTable` (small to ship
+    and cheap to add). With MC by process, the mc group's ``components`` holds ``{process group:
+    MassTable}`` beside the sums (groups from the dataset metadata,
+    ``histogram_creation_task_config.mc_groups``). :meth:`postprocess` turns the accumulated
+    tables into the documented accumulator of ``hist.Hist`` (:mod:`processor.physics.accumulator`):
+    ``hists`` and ``components`` ``{process group: {key: Hist}}``.
     """
 
     def __init__(self, config: Config, skip_bad_chunks: bool = False):
@@ -125,7 +129,7 @@ class MassProcessor(processor.ProcessorABC):
         if is_mc and self.by_process:
             # per-process copies (the sums are added in place when chunks accumulate)
             group = group_of_metadata(meta, self.mc_groups)
-            filled["components"] = {group: {k: h.copy() for k, h in filled["hists"].items()}}
+            filled["components"] = {group: filled["table"].copy()}
         return {
             "groups": {"mc" if is_mc else "data": filled},
             "cutflow": {meta.get("dataset", "?"): cutflow},
@@ -134,5 +138,9 @@ class MassProcessor(processor.ProcessorABC):
         }
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
-        """Nothing per chunk: post-processing runs once on the accumulated result."""
+        """Build the fine histograms once from the accumulated compact tables (physics
+        post-processing runs later, on the whole result)."""
+        groups = accumulator.get("groups")
+        if groups:
+            accumulator["groups"] = {g: expand_group(c, self.grid) for g, c in groups.items()}
         return accumulator
