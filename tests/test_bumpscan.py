@@ -6,7 +6,6 @@ import json
 import logging
 import math
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -357,14 +356,11 @@ def test_scan_rejects_unusable_input(counts, bkg, kwargs, message: str) -> None:
         scan(counts, EDGES, bkg, n_pseudo=5, **kwargs)
 
 
-def test_a_100_bin_scan_with_300_pseudo_experiments_is_fast() -> None:
+def test_a_scan_with_300_pseudo_experiments_uses_300() -> None:
+    """No escalation when pseudo-experiments beat the data (timing is benchmarked, not tested)."""
     counts = np.random.default_rng(4).poisson(smooth_background())
-    scan_spectrum(counts, EDGES, SQRT_S)  # warm-up (imports, caches)
-    start = time.perf_counter()
     record = scan_spectrum(counts, EDGES, SQRT_S).to_dict()
-    elapsed = time.perf_counter() - start
     assert record["n_pseudo"] == 300
-    assert elapsed < 1.5  # about 0.25 s on an idle core; generous for a shared machine
 
 
 # --- scan_spectrum records -----------------------------------------------------------------
