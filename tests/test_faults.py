@@ -530,7 +530,7 @@ def test_full_disk_exits_5_naming_the_path_and_resume_continues(work, inputs, cl
     cfg = config_file(
         d, "c.yaml", 25, "executor: {chunksize: 1500, align_clusters: false, skipbadfiles: true}\n"
     )
-    with small_tmpfs(d / "mnt", "96k") as mnt:
+    with small_tmpfs(d / "mnt", "40k") as mnt:
         run_dir = mnt / "r"
         res = runner(
             [*FAST, "--config", str(cfg), "--input", *map(str, inputs), "--run-dir", str(run_dir)],
