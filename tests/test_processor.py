@@ -161,7 +161,8 @@ def test_original_physics_is_bit_identical_to_the_stored_reference(tmp_path):
 
     ``tests/data/seed_physics_2025e_reference.json`` holds, per (final state, combination),
     the sum and a SHA-256 prefix of the histogram's float64 bin contents (flow included), the
-    final-state counts and the cutflow, computed with main at abe0300 from the same sample
+    final-state counts and the cutflow, computed with main at abe0300 (the processor before
+    issue 10) from the same sample written by the current generator (v2)
     (write_sample(..., "2025e", 30_000, seed=11, kind="data", signal_mass_gev=700.0)).
     """
     import hashlib
