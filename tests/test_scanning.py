@@ -201,7 +201,7 @@ def test_summary_lines_and_demo_line():
 
 
 def test_spectrum_page_draws_fit_window_and_zlr_panel_and_clears_them(tmp_path):
-    from processor.output.plots import _SpectrumPage
+    from processor.output.spectrum_pages import _SpectrumPage
     from processor.output.plotstyle import Hist1D, LabelInfo, SpectrumView
 
     counts = toy_counts(7, bump=60.0)

@@ -26,7 +26,7 @@ def _transitions(dask_scheduler: Any) -> int:
 
 
 def _mb(n: float | None) -> str:
-    return "?" if n is None else f"{n / 1e6:.0f} MB"
+    return "(not measured)" if n is None else f"{n / 1e6:.0f} MB"
 
 
 class StallWatchdog:
@@ -45,7 +45,7 @@ class StallWatchdog:
         self.client = client
         self.timeout_s = timeout_s
         self.memory_key = memory_key
-        self.poll_s = poll_s if poll_s is not None else min(5.0, (timeout_s or 5.0) / 4)
+        self.poll_s = poll_s if poll_s is not None else min(1.0, (timeout_s or 4.0) / 4)
         self.message: str | None = None
         self._max_memory: int | None = None
         self._limit: int | None = None
@@ -101,7 +101,9 @@ class StallWatchdog:
     def _watch(self) -> None:
         last_counter: int | None = None
         last_change = time.monotonic()
-        while not self._stop.wait(self.poll_s):
+        first = True  # sample at once: a worker killed early must still have been measured
+        while first or not self._stop.wait(self.poll_s):
+            first = False
             try:
                 counter, workers = self._sample()
             except Exception as exc:  # the cluster is going down: nothing to watch any more
