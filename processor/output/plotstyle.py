@@ -60,11 +60,12 @@ _OBJECT_SYMBOLS = {
 
 @dataclass
 class Hist1D:
-    """Bin contents, variances and edges of one TH1 (flow bins dropped)."""
+    """Bin contents, variances and edges of one TH1; ``flow``: its under- and overflow."""
 
     values: np.ndarray
     variances: np.ndarray
     edges: np.ndarray
+    flow: tuple[float, float] = (0.0, 0.0)
 
     @property
     def total(self) -> float:
@@ -93,6 +94,12 @@ class SpectrumView:
     scan: dict[str, Any] | None = None
     scan_bkg: Hist1D | None = None
     zlr: Hist1D | None = None
+    #: data pages of a run with MC: the MC on this spectrum's ROI bins, summed and per process
+    with_mc: bool = False
+    mc: Hist1D | None = None
+    mc_parts: dict[str, Hist1D] = field(default_factory=dict)
+    #: why a data spectrum of a run with MC has no MC
+    mc_note: str | None = None
 
 
 @dataclass(frozen=True)
