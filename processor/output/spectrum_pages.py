@@ -115,16 +115,22 @@ COLOR_MC = "#3f90da"
 RATIO_MAX = 5.0
 
 
+def _as_hist(values: np.ndarray, edges: np.ndarray, flow=(0.0, 0.0), variances=None) -> Any:
+    """A ``hist.Hist`` of ``values`` (and ``variances``) on ``edges`` with flow bins."""
+    out = hist.Hist(hist.axis.Variable(edges), storage=hist.storage.Weight())
+    view = out.view(flow=True)
+    view["value"] = np.concatenate([[flow[0]], values, [flow[1]]])
+    var = values if variances is None else variances
+    view["variance"] = np.concatenate([[flow[0]], var, [flow[1]]])
+    return out
+
+
 def _plottable(h: Hist1D) -> Any:
     """What mplhep's ``histplot`` draws for ``h``: a ``hist.Hist`` carrying the flow bins
     when ``h`` has under- or overflow (so ``flow="hint"`` marks them), else the arrays."""
     if not any(h.flow):
         return h.values
-    out = hist.Hist(hist.axis.Variable(h.edges), storage=hist.storage.Weight())
-    view = out.view(flow=True)
-    view["value"] = np.concatenate([[h.flow[0]], h.values, [h.flow[1]]])
-    view["variance"] = np.concatenate([[h.flow[0]], h.variances, [h.flow[1]]])
-    return out
+    return _as_hist(h.values, h.edges, h.flow, h.variances)
 
 
 def data_mc_ratio(data: Hist1D, mc: Hist1D) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -207,6 +213,11 @@ class _SpectrumPage:
         """mplhep's ``histplot`` with flow hints, every artist it adds kept for clearing
         (its flow markers are not in what it returns)."""
         before = set(ax.collections)
+        hists = h if isinstance(h, list) else [h]
+        if any(isinstance(x, hist.Hist) for x in hists):  # mplhep takes their own edges
+            converted = [x if isinstance(x, hist.Hist) else _as_hist(x, edges) for x in hists]
+            h = converted if isinstance(h, list) else converted[0]
+            edges = None
         out = mplhep.histplot(h, edges, ax=ax, flow="hint", **kwargs)
         self.artists.append(out)
         self.artists.extend(
