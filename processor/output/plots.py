@@ -400,9 +400,8 @@ def plot_processes(n_jobs: int) -> int:
 def _run_jobs(
     jobs: list[tuple[str, Callable[[], Path | list[Path] | None]]],
 ) -> list[tuple[str, list[Path] | str]]:
-    """Run the plot jobs, in parallel forked processes when there is more than one core (the
-    first, longest job, ``spectra.pdf``, starts at once; the others share the other
-    processes); results in job order. Falls back to one process if the pool fails."""
+    """Run the plot jobs, in parallel forked processes when there is more than one core, in
+    the order given; results in job order. Falls back to one process if the pool fails."""
     global _JOBS
     _JOBS = list(jobs)
     n_proc = plot_processes(len(jobs))
@@ -473,18 +472,20 @@ def _render(run_dir: Path, manifest: Mapping[str, Any], plots: Path) -> list[Pat
     written: list[Path] = []
     failures: list[str] = []
 
+    # the quick summaries and overviews first, so that they are done within seconds; the
+    # per-spectrum PDF (most of the time) starts as soon as a process is free
     jobs: list[tuple[str, Callable[[], Path | list[Path] | None]]] = [
-        ("spectra.pdf", lambda: plot_spectra_pdf(spectra, info, plots / "spectra.pdf", cuts)),
+        (
+            "processing_summary.png",
+            lambda: plot_processing_summary(manifest, info, plots / "processing_summary.png"),
+        ),
         ("spectra overviews", lambda: plot_overviews(spectra, info, plots)),
         (
             "final_state_counts.png",
             lambda: plot_final_state_counts(manifest, info, plots / "final_state_counts.png"),
         ),
         ("cutflow.png", lambda: plot_cutflow(manifest, info, plots / "cutflow.png")),
-        (
-            "processing_summary.png",
-            lambda: plot_processing_summary(manifest, info, plots / "processing_summary.png"),
-        ),
+        ("spectra.pdf", lambda: plot_spectra_pdf(spectra, info, plots / "spectra.pdf", cuts)),
     ]
     for name, outcome in _run_jobs(jobs):
         if isinstance(outcome, str):
