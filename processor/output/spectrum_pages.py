@@ -289,7 +289,8 @@ class _SpectrumPage:
             color=COLOR_DATA,
             markersize=3,
         )
-        self.ratio_points = out[0].errorbar.lines[0]
+        container = getattr(out[0], "errorbar", out[0])  # an ErrorbarContainer (old mplhep: bare)
+        self.ratio_points = container.lines[0] if hasattr(container, "lines") else container[0]
         shown = ratio[np.isfinite(ratio) & (data.values > 0)]
         top = float(shown.max()) if shown.size else 0.0
         rax.set_ylim(0.0, 2.0 if top <= 1.9 else min(RATIO_MAX, 1.15 * top))
