@@ -319,6 +319,7 @@ class _SpectrumPage:
                     b.edges[first:],
                     color=COLOR_FIT,
                     lw=1.4,
+                    baseline=None,  # no vertical line down to zero at the first bin
                     label=f"Bump-scan background ({kind}"
                     + (
                         f", χ²/ndf = {scan['fit_chi2_ndf']:.2f})"
