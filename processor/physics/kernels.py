@@ -1,0 +1,249 @@
+"""Compiled (numba) per-event loops of the chunk physics, on flat arrays plus offsets.
+
+Every kernel reproduces the vectorised numpy/awkward code it replaces bit for bit: the same
+IEEE operations (``+ - * /`` and ``sqrt``, correctly rounded in both) in the same order, no
+``fastmath`` (no reassociation, no fused multiply-add), squares written as ``x * x`` (what
+numpy's ``x ** 2`` computes), ``np.maximum(x, 0.0)`` spelled out with its NaN behaviour.
+Transcendental functions (cos, sin, sinh, exp, hypot) stay in numpy, outside the kernels: numba
+would call other implementations that may round differently.
+
+A collection of jagged objects is given as ``offsets`` (int64, n_events + 1, starting at 0)
+and one flat array per field. ``cache=True`` keeps the machine code between processes (numba's
+cache directory; see :mod:`processor.physics` for the fallback when the package is read-only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _nonneg(x):  # np.maximum(x, 0.0): x when x >= 0 or NaN (maximum propagates NaN), else 0.0
+    if x >= 0.0 or x != x:
+        return x
+    return 0.0
+
+
+@njit(cache=True, nogil=True)
+def mass_of(px, py, pz, e):
+    """sqrt(max(E^2 - (px^2 + py^2 + pz^2), 0)) in numpy's operation order."""
+    return np.sqrt(_nonneg(e * e - (px * px + py * py + pz * pz)))
+
+
+@njit(cache=True, nogil=True)
+def select_sort(offsets, pt, keep):
+    """Per event, the kept objects in descending pT, ties in input order (a stable sort).
+
+    Returns (index of each selected object into the flat input, selected count per event).
+    NaN pT is never kept by the callers (``pt > pt_min`` is false for NaN).
+    """
+    n = len(offsets) - 1
+    total = 0
+    for j in range(offsets[n] - offsets[0]):
+        if keep[offsets[0] + j]:
+            total += 1
+    out = np.empty(total, np.int64)
+    counts = np.zeros(n, np.int64)
+    pos = 0
+    for i in range(n):
+        start = pos
+        for j in range(offsets[i], offsets[i + 1]):
+            if keep[j]:
+                k = pos
+                pj = pt[j]
+                while k > start and pt[out[k - 1]] < pj:  # after every equal or larger pT
+                    out[k] = out[k - 1]
+                    k -= 1
+                out[k] = j
+                pos += 1
+        counts[i] = pos - start
+    return out, counts
+
+
+@njit(cache=True, nogil=True)
+def suffix_sums(offsets, x):
+    """``out[j]`` = x[j] + x[j+1] + ... + x[last of its event], summed from the last object
+    (``x[last] + 0.0`` first), like the column-wise suffix sums over a zero-padded table."""
+    out = np.empty(len(x), np.float64)
+    for i in range(len(offsets) - 1):
+        acc = 0.0
+        for j in range(offsets[i + 1] - 1, offsets[i] - 1, -1):
+            acc = x[j] + acc
+            out[j] = acc
+    return out
+
+
+@njit(cache=True, nogil=True)
+def z_pairs(off_e, off_m, px, py, pz, e, q, mass_gev, window_gev):
+    """Greedy Z -> ll pairing of every event (leptons: electrons then muons, one flat array).
+
+    ``off_e``/``off_m`` index the electrons/muons of each event in the flat arrays (the muons
+    after all electrons). Candidates are same-flavour pairs (i < j) with q_i q_j < 0 and
+    |m - mass_gev| < window_gev; in order of distance, then electrons before muons, then pair
+    index (a stable sort of the e-then-mu, i-then-j enumeration), each is taken if both its
+    leptons are still free. Returns (first, second lepton of each Z in event order, taken in
+    the order chosen; Z count per event; used flag of each lepton).
+    """
+    n = len(off_e) - 1
+    n_lep = len(px)
+    used = np.zeros(n_lep, np.bool_)
+    n_z = np.zeros(n, np.int64)
+    max_pairs = 0
+    max_z = 0
+    for i in range(n):
+        ne = off_e[i + 1] - off_e[i]
+        nm = off_m[i + 1] - off_m[i]
+        max_pairs = max(max_pairs, ne * (ne - 1) // 2 + nm * (nm - 1) // 2)
+        max_z += ne // 2 + nm // 2
+    dm_buf = np.empty(max_pairs, np.float64)
+    a_buf = np.empty(max_pairs, np.int64)
+    b_buf = np.empty(max_pairs, np.int64)
+    first = np.empty(max_z, np.int64)
+    second = np.empty(max_z, np.int64)
+    n_out = 0
+    for i in range(n):
+        n_cand = 0
+        for f in range(2):
+            lo = off_e[i] if f == 0 else off_m[i]
+            hi = off_e[i + 1] if f == 0 else off_m[i + 1]
+            for a in range(lo, hi):
+                for b in range(a + 1, hi):
+                    m = mass_of(px[a] + px[b], py[a] + py[b], pz[a] + pz[b], e[a] + e[b])
+                    dm = np.abs(m - mass_gev)
+                    if q[a] * q[b] < 0 and dm < window_gev:
+                        k = n_cand
+                        while k > 0 and dm_buf[k - 1] > dm:  # stable insertion by distance
+                            dm_buf[k] = dm_buf[k - 1]
+                            a_buf[k] = a_buf[k - 1]
+                            b_buf[k] = b_buf[k - 1]
+                            k -= 1
+                        dm_buf[k] = dm
+                        a_buf[k] = a
+                        b_buf[k] = b
+                        n_cand += 1
+        for k in range(n_cand):
+            a = a_buf[k]
+            b = b_buf[k]
+            if not used[a] and not used[b]:
+                used[a] = True
+                used[b] = True
+                first[n_out] = a
+                second[n_out] = b
+                n_out += 1
+                n_z[i] += 1
+    return first[:n_out], second[:n_out], n_z, used
+
+
+@njit(cache=True, nogil=True)
+def pattern_counts(idx, n_sel, pat_types, pat_used, pat_k, leading_only):
+    """How many valid events (``idx``) each pattern applies to."""
+    n_pat = len(pat_k)
+    out = np.zeros(n_pat, np.int64)
+    for i in idx:
+        for p in range(n_pat):
+            if _applies(i, p, n_sel, pat_types, pat_used, pat_k, leading_only):
+                out[p] += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _applies(i, p, n_sel, pat_types, pat_used, pat_k, leading_only):
+    for k in range(pat_k[p]):
+        n = n_sel[pat_types[p, k], i]
+        u = pat_used[p, k]
+        if leading_only:
+            if n != u:
+                return False
+        elif n < u:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def combination_masses(
+    idx, n_sel, starts, spx, spy, spz, se, pat_types, pat_used, pat_k, leading_only
+):
+    """Mass of every pattern in every valid event, pattern by pattern (events ascending).
+
+    ``n_sel[t, i]`` is the count of type t in event i, ``starts[t, i]`` where its objects'
+    suffix sums begin in the flat ``spx, spy, spz, se`` (all types concatenated). A pattern
+    sums, type by type in its order starting from 0.0, the suffix sum at object n_t - u_t.
+    Returns (event, pattern, mass).
+    """
+    counts = pattern_counts(idx, n_sel, pat_types, pat_used, pat_k, leading_only)
+    n_pat = len(pat_k)
+    pos = np.zeros(n_pat, np.int64)
+    total = 0
+    for p in range(n_pat):
+        pos[p] = total
+        total += counts[p]
+    ev = np.empty(total, np.int64)
+    pat = np.empty(total, np.int32)
+    mass = np.empty(total, np.float64)
+    for i in idx:
+        for p in range(n_pat):
+            if not _applies(i, p, n_sel, pat_types, pat_used, pat_k, leading_only):
+                continue
+            tx = 0.0
+            ty = 0.0
+            tz = 0.0
+            te = 0.0
+            for k in range(pat_k[p]):
+                t = pat_types[p, k]
+                j = starts[t, i] + n_sel[t, i] - pat_used[p, k]
+                tx = tx + spx[j]
+                ty = ty + spy[j]
+                tz = tz + spz[j]
+                te = te + se[j]
+            w = pos[p]
+            ev[w] = i
+            pat[w] = p
+            mass[w] = mass_of(tx, ty, tz, te)
+            pos[p] = w + 1
+    return ev, pat, mass
+
+
+@njit(cache=True, nogil=True)
+def three_lepton_pairs(idx, off_e, off_m, px, py, pz, e, q, lookup):
+    """The pair masses (0, 1), (0, 2), (1, 2) of the three leptons (e then mu) of each event
+    in ``idx``; pair k's entries first, events ascending. ``lookup[k, n_e, os]`` is the
+    pattern of pair k in an event with n_e electrons (os: 1 when q_a q_b < 0)."""
+    n = len(idx)
+    ev = np.empty(3 * n, np.int64)
+    pat = np.empty(3 * n, np.int32)
+    mass = np.empty(3 * n, np.float64)
+    lep = np.empty(3, np.int64)
+    for r in range(n):
+        i = idx[r]
+        ne = off_e[i + 1] - off_e[i]
+        for s in range(3):
+            lep[s] = off_e[i] + s if s < ne else off_m[i] + s - ne
+        for k in range(3):
+            a = lep[0] if k < 2 else lep[1]
+            b = lep[1] if k == 0 else lep[2]
+            w = k * n + r
+            ev[w] = i
+            os_pair = 1 if q[a] * q[b] < 0 else 0
+            pat[w] = lookup[k, ne, os_pair]
+            mass[w] = mass_of(px[a] + px[b], py[a] + py[b], pz[a] + pz[b], e[a] + e[b])
+    return ev, pat, mass
+
+
+@njit(cache=True, nogil=True)
+def two_lepton_product(off_e, off_m, q):
+    """Per event: q1 * q2 of its electrons then muons when there are exactly two, else NaN
+    (and a flag of the events with exactly two)."""
+    n = len(off_e) - 1
+    two = np.zeros(n, np.bool_)
+    prod = np.zeros(n, np.float64)
+    for i in range(n):
+        ne = off_e[i + 1] - off_e[i]
+        nm = off_m[i + 1] - off_m[i]
+        if ne + nm != 2:
+            continue
+        two[i] = True
+        a = off_e[i] if ne > 0 else off_m[i]
+        b = off_e[i] + 1 if ne == 2 else off_m[i] + (1 if ne == 0 else 0)
+        prod[i] = 1.0 * q[a] * q[b]
+    return two, prod
