@@ -135,29 +135,65 @@ def z_pairs(off_e, off_m, px, py, pz, e, q, mass_gev, window_gev):
     return first[:n_out], second[:n_out], n_z, used
 
 
+_FIELD = 5  # bits per type in an event's count code: 4 for the count (<= 15), 1 guard bit
+_GUARD = 16
+
+
 @njit(cache=True, nogil=True)
-def pattern_counts(idx, n_sel, pat_types, pat_used, pat_k, leading_only):
-    """How many valid events (``idx``) each pattern applies to."""
+def _count_codes(idx, n_sel):
+    """Per valid event: the counts packed 5 bits per type, each field's guard bit set."""
+    codes = np.zeros(len(idx), np.int64)
+    for r in range(len(idx)):
+        code = 0
+        for t in range(n_sel.shape[0]):
+            n = n_sel[t, idx[r]]
+            if n < 0 or n > 15:
+                raise ValueError("object count above 15 in a final state")
+            code |= (n | _GUARD) << (_FIELD * t)
+        codes[r] = code
+    return codes
+
+
+@njit(cache=True, nogil=True)
+def _pattern_codes(pat_types, pat_used, pat_k, n_types):
+    """Per pattern: (the used counts packed like the event codes, the mask of its count fields,
+    the mask of its guard bits); and the patterns grouped by their set of types (bit t for
+    type t): group g's patterns are ``members[first[g]:first[g + 1]]``, ascending."""
     n_pat = len(pat_k)
-    out = np.zeros(n_pat, np.int64)
-    for i in idx:
-        for p in range(n_pat):
-            if _applies(i, p, n_sel, pat_types, pat_used, pat_k, leading_only):
-                out[p] += 1
-    return out
+    value = np.zeros(n_pat, np.int64)
+    mask = np.zeros(n_pat, np.int64)
+    guard = np.zeros(n_pat, np.int64)
+    group = np.zeros(n_pat, np.int64)
+    for p in range(n_pat):
+        for k in range(pat_k[p]):
+            shift = _FIELD * pat_types[p, k]
+            value[p] |= pat_used[p, k] << shift
+            mask[p] |= (_GUARD - 1) << shift
+            guard[p] |= _GUARD << shift
+            group[p] |= 1 << pat_types[p, k]
+    first = np.zeros((1 << n_types) + 1, np.int64)
+    for p in range(n_pat):
+        first[group[p] + 1] += 1
+    for g in range(1 << n_types):
+        first[g + 1] += first[g]
+    fill = first[:-1].copy()
+    members = np.empty(n_pat, np.int64)
+    for p in range(n_pat):
+        members[fill[group[p]]] = p
+        fill[group[p]] += 1
+    return value, mask, guard, first, members
 
 
 @njit(cache=True, nogil=True)
-def _applies(i, p, n_sel, pat_types, pat_used, pat_k, leading_only):
-    for k in range(pat_k[p]):
-        n = n_sel[pat_types[p, k], i]
-        u = pat_used[p, k]
-        if leading_only:
-            if n != u:
-                return False
-        elif n < u:
-            return False
-    return True
+def _applies(code, value, mask, guard, leading_only):
+    """Whether a pattern applies: n_t == u_t (leading-only) or n_t >= u_t for each of its types.
+
+    ``code - value`` subtracts u_t <= 15 from 16 + n_t per field without borrowing from the
+    next field; the guard bit survives exactly when n_t >= u_t.
+    """
+    if leading_only:
+        return (code & mask) == value
+    return ((code - value) & guard) == guard
 
 
 @njit(cache=True, nogil=True)
@@ -171,36 +207,60 @@ def combination_masses(
     sums, type by type in its order starting from 0.0, the suffix sum at object n_t - u_t.
     Returns (event, pattern, mass).
     """
-    counts = pattern_counts(idx, n_sel, pat_types, pat_used, pat_k, leading_only)
     n_pat = len(pat_k)
+    n_types = n_sel.shape[0]
+    codes = _count_codes(idx, n_sel)
+    value, mask, guard, first, members = _pattern_codes(pat_types, pat_used, pat_k, n_types)
+    # a pattern needs n_t >= u_t >= 1: only the groups of subsets of the present types
+    present = np.zeros(len(idx), np.int64)
+    for r in range(len(idx)):
+        for t in range(n_types):
+            if n_sel[t, idx[r]] > 0:
+                present[r] |= 1 << t
     pos = np.zeros(n_pat, np.int64)
+    for r in range(len(idx)):
+        full = present[r]
+        sub = full
+        while sub:
+            for m in range(first[sub], first[sub + 1]):
+                p = members[m]
+                if _applies(codes[r], value[p], mask[p], guard[p], leading_only):
+                    pos[p] += 1
+            sub = (sub - 1) & full
     total = 0
     for p in range(n_pat):
+        c = pos[p]
         pos[p] = total
-        total += counts[p]
+        total += c
     ev = np.empty(total, np.int64)
     pat = np.empty(total, np.int32)
     mass = np.empty(total, np.float64)
-    for i in idx:
-        for p in range(n_pat):
-            if not _applies(i, p, n_sel, pat_types, pat_used, pat_k, leading_only):
-                continue
-            tx = 0.0
-            ty = 0.0
-            tz = 0.0
-            te = 0.0
-            for k in range(pat_k[p]):
-                t = pat_types[p, k]
-                j = starts[t, i] + n_sel[t, i] - pat_used[p, k]
-                tx = tx + spx[j]
-                ty = ty + spy[j]
-                tz = tz + spz[j]
-                te = te + se[j]
-            w = pos[p]
-            ev[w] = i
-            pat[w] = p
-            mass[w] = mass_of(tx, ty, tz, te)
-            pos[p] = w + 1
+    for r in range(len(idx)):
+        i = idx[r]
+        full = present[r]
+        sub = full
+        while sub:
+            for m in range(first[sub], first[sub + 1]):
+                p = members[m]
+                if not _applies(codes[r], value[p], mask[p], guard[p], leading_only):
+                    continue
+                tx = 0.0
+                ty = 0.0
+                tz = 0.0
+                te = 0.0
+                for k in range(pat_k[p]):
+                    t = pat_types[p, k]
+                    j = starts[t, i] + n_sel[t, i] - pat_used[p, k]
+                    tx = tx + spx[j]
+                    ty = ty + spy[j]
+                    tz = tz + spz[j]
+                    te = te + se[j]
+                w = pos[p]
+                ev[w] = i
+                pat[w] = p
+                mass[w] = mass_of(tx, ty, tz, te)
+                pos[p] = w + 1
+            sub = (sub - 1) & full
     return ev, pat, mass
 
 
