@@ -8,8 +8,8 @@ Transcendental functions (cos, sin, sinh, exp, hypot) stay in numpy, outside the
 would call other implementations that may round differently.
 
 A collection of jagged objects is given as ``offsets`` (int64, n_events + 1, starting at 0)
-and one flat array per field. ``cache=True`` keeps the machine code between processes (numba's
-cache directory; see :mod:`processor.physics` for the fallback when the package is read-only).
+and one flat array per field. The machine code is cached on disk (:func:`_kernel`): the first chunk of a
+fresh installation compiles (seconds), later processes load it.
 """
 
 from __future__ import annotations
@@ -18,20 +18,30 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
+def _kernel(fn):
+    """``njit`` with the machine code cached on disk (numba's cache: beside this file, else
+    the user cache directory, or ``NUMBA_CACHE_DIR``); compiled per process when no cache
+    location is writable (an installed package on a read-only file system)."""
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return njit(nogil=True)(fn)
+
+
+@_kernel
 def _nonneg(x):  # np.maximum(x, 0.0): x when x >= 0 or NaN (maximum propagates NaN), else 0.0
     if x >= 0.0 or x != x:
         return x
     return 0.0
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def mass_of(px, py, pz, e):
     """sqrt(max(E^2 - (px^2 + py^2 + pz^2), 0)) in numpy's operation order."""
     return np.sqrt(_nonneg(e * e - (px * px + py * py + pz * pz)))
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def select_sort(offsets, pt, keep):
     """Per event, the kept objects in descending pT, ties in input order (a stable sort).
 
@@ -61,7 +71,7 @@ def select_sort(offsets, pt, keep):
     return out, counts
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def suffix_sums(offsets, x):
     """``out[j]`` = x[j] + x[j+1] + ... + x[last of its event], summed from the last object
     (``x[last] + 0.0`` first), like the column-wise suffix sums over a zero-padded table."""
@@ -74,7 +84,7 @@ def suffix_sums(offsets, x):
     return out
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def z_pairs(off_e, off_m, px, py, pz, e, q, mass_gev, window_gev):
     """Greedy Z -> ll pairing of every event (leptons: electrons then muons, one flat array).
 
@@ -139,7 +149,7 @@ _FIELD = 5  # bits per type in an event's count code: 4 for the count (<= 15), 1
 _GUARD = 16
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _count_codes(idx, n_sel):
     """Per valid event: the counts packed 5 bits per type, each field's guard bit set."""
     codes = np.zeros(len(idx), np.int64)
@@ -154,7 +164,7 @@ def _count_codes(idx, n_sel):
     return codes
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _pattern_codes(pat_types, pat_used, pat_k, n_types):
     """Per pattern: (the used counts packed like the event codes, the mask of its count fields,
     the mask of its guard bits); and the patterns grouped by their set of types (bit t for
@@ -184,7 +194,7 @@ def _pattern_codes(pat_types, pat_used, pat_k, n_types):
     return value, mask, guard, first, members
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _applies(code, value, mask, guard, leading_only):
     """Whether a pattern applies: n_t == u_t (leading-only) or n_t >= u_t for each of its types.
 
@@ -196,7 +206,7 @@ def _applies(code, value, mask, guard, leading_only):
     return ((code - value) & guard) == guard
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def combination_masses(
     idx, n_sel, starts, spx, spy, spz, se, pat_types, pat_used, pat_k, leading_only
 ):
@@ -264,7 +274,7 @@ def combination_masses(
     return ev, pat, mass
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def three_lepton_pairs(idx, off_e, off_m, px, py, pz, e, q, lookup):
     """The pair masses (0, 1), (0, 2), (1, 2) of the three leptons (e then mu) of each event
     in ``idx``; pair k's entries first, events ascending. ``lookup[k, n_e, os]`` is the
@@ -290,7 +300,7 @@ def three_lepton_pairs(idx, off_e, off_m, px, py, pz, e, q, lookup):
     return ev, pat, mass
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def two_lepton_product(off_e, off_m, q):
     """Per event: q1 * q2 of its electrons then muons when there are exactly two, else NaN
     (and a flag of the events with exactly two)."""
