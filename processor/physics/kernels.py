@@ -85,6 +85,25 @@ def suffix_sums(offsets, x):
 
 
 @_kernel
+def suffix_sums4(offsets, px, py, pz, e, out, base):
+    """:func:`suffix_sums` of the four components at once, into ``out[c, base + j]``."""
+    for i in range(len(offsets) - 1):
+        ax = 0.0
+        ay = 0.0
+        az = 0.0
+        ae = 0.0
+        for j in range(offsets[i + 1] - 1, offsets[i] - 1, -1):
+            ax = px[j] + ax
+            ay = py[j] + ay
+            az = pz[j] + az
+            ae = e[j] + ae
+            out[0, base + j] = ax
+            out[1, base + j] = ay
+            out[2, base + j] = az
+            out[3, base + j] = ae
+
+
+@_kernel
 def z_pairs(off_e, off_m, px, py, pz, e, q, mass_gev, window_gev):
     """Greedy Z -> ll pairing of every event (leptons: electrons then muons, one flat array).
 
@@ -151,17 +170,23 @@ _GUARD = 16
 
 @_kernel
 def _count_codes(idx, n_sel):
-    """Per valid event: the counts packed 5 bits per type, each field's guard bit set."""
+    """Per valid event: the counts packed 5 bits per type, each field's guard bit set; and
+    the set of types present (bit t)."""
     codes = np.zeros(len(idx), np.int64)
+    present = np.zeros(len(idx), np.int64)
     for r in range(len(idx)):
         code = 0
-        for t in range(n_sel.shape[0]):
-            n = n_sel[t, idx[r]]
+        bits = 0
+        for t in range(n_sel.shape[1]):
+            n = n_sel[idx[r], t]
             if n < 0 or n > 15:
                 raise ValueError("object count above 15 in a final state")
             code |= (n | _GUARD) << (_FIELD * t)
+            if n > 0:
+                bits |= 1 << t
         codes[r] = code
-    return codes
+        present[r] = bits
+    return codes, present
 
 
 @_kernel
@@ -207,44 +232,35 @@ def _applies(code, value, mask, guard, leading_only):
 
 
 @_kernel
+def _grow(a, cap):
+    out = np.empty(cap, a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+@_kernel
 def combination_masses(
     idx, n_sel, starts, spx, spy, spz, se, pat_types, pat_used, pat_k, leading_only
 ):
     """Mass of every pattern in every valid event, pattern by pattern (events ascending).
 
-    ``n_sel[t, i]`` is the count of type t in event i, ``starts[t, i]`` where its objects'
+    ``n_sel[i, t]`` is the count of type t in event i, ``starts[i, t]`` where its objects'
     suffix sums begin in the flat ``spx, spy, spz, se`` (all types concatenated). A pattern
     sums, type by type in its order starting from 0.0, the suffix sum at object n_t - u_t.
     Returns (event, pattern, mass).
     """
     n_pat = len(pat_k)
-    n_types = n_sel.shape[0]
-    codes = _count_codes(idx, n_sel)
+    n_types = n_sel.shape[1]
+    codes, present = _count_codes(idx, n_sel)
     value, mask, guard, first, members = _pattern_codes(pat_types, pat_used, pat_k, n_types)
     # a pattern needs n_t >= u_t >= 1: only the groups of subsets of the present types
-    present = np.zeros(len(idx), np.int64)
-    for r in range(len(idx)):
-        for t in range(n_types):
-            if n_sel[t, idx[r]] > 0:
-                present[r] |= 1 << t
-    pos = np.zeros(n_pat, np.int64)
-    for r in range(len(idx)):
-        full = present[r]
-        sub = full
-        while sub:
-            for m in range(first[sub], first[sub + 1]):
-                p = members[m]
-                if _applies(codes[r], value[p], mask[p], guard[p], leading_only):
-                    pos[p] += 1
-            sub = (sub - 1) & full
-    total = 0
-    for p in range(n_pat):
-        c = pos[p]
-        pos[p] = total
-        total += c
-    ev = np.empty(total, np.int64)
-    pat = np.empty(total, np.int32)
-    mass = np.empty(total, np.float64)
+    # one pass in event order into growing buffers, then a stable counting sort by pattern
+    cap = 2 * len(idx) + 16
+    ev_tmp = np.empty(cap, np.int64)
+    pat_tmp = np.empty(cap, np.int32)
+    mass_tmp = np.empty(cap, np.float64)
+    per_pat = np.zeros(n_pat, np.int64)
+    n_out = 0
     for r in range(len(idx)):
         i = idx[r]
         full = present[r]
@@ -260,17 +276,37 @@ def combination_masses(
                 te = 0.0
                 for k in range(pat_k[p]):
                     t = pat_types[p, k]
-                    j = starts[t, i] + n_sel[t, i] - pat_used[p, k]
+                    j = starts[i, t] + n_sel[i, t] - pat_used[p, k]
                     tx = tx + spx[j]
                     ty = ty + spy[j]
                     tz = tz + spz[j]
                     te = te + se[j]
-                w = pos[p]
-                ev[w] = i
-                pat[w] = p
-                mass[w] = mass_of(tx, ty, tz, te)
-                pos[p] = w + 1
+                if n_out == cap:
+                    cap *= 2
+                    ev_tmp = _grow(ev_tmp, cap)
+                    pat_tmp = _grow(pat_tmp, cap)
+                    mass_tmp = _grow(mass_tmp, cap)
+                ev_tmp[n_out] = i
+                pat_tmp[n_out] = p
+                mass_tmp[n_out] = mass_of(tx, ty, tz, te)
+                per_pat[p] += 1
+                n_out += 1
             sub = (sub - 1) & full
+    pos = np.zeros(n_pat, np.int64)
+    total = 0
+    for p in range(n_pat):
+        pos[p] = total
+        total += per_pat[p]
+    ev = np.empty(n_out, np.int64)
+    pat = np.empty(n_out, np.int32)
+    mass = np.empty(n_out, np.float64)
+    for w in range(n_out):
+        p = pat_tmp[w]
+        d = pos[p]
+        ev[d] = ev_tmp[w]
+        pat[d] = p
+        mass[d] = mass_tmp[w]
+        pos[p] = d + 1
     return ev, pat, mass
 
 

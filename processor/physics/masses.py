@@ -144,32 +144,31 @@ def flat_combination_masses(
     if not types or not len(idx):
         return empty_entries()
     n_events = len(valid)
-    n_sel = np.zeros((len(types), n_events), np.int64)
-    starts = np.zeros((len(types), n_events), np.int64)
-    parts: dict[str, list[np.ndarray]] = {c: [] for c in COMPONENTS}
+    n_sel = np.zeros((n_events, len(types)), np.int64)
+    starts = np.zeros((n_events, len(types)), np.int64)
+    present = [t for t in types if t in objects]
+    sums = np.empty((4, sum(int(objects[t].offsets[-1]) for t in present)), np.float64)
     base = 0
     for k, t in enumerate(types):
-        n_sel[k] = counts[t]
+        n_sel[:, k] = counts[t]
         if t not in objects:
-            if n_sel[k][idx].any():
+            if n_sel[idx, k].any():
                 raise KeyError(t)
             continue
         flat = objects[t]
         comps = flat_four_momenta(flat.fields, t, hypothesis)
-        for c in COMPONENTS:
-            parts[c].append(kernels.suffix_sums(flat.offsets, comps[c]))
-        starts[k] = flat.offsets[:-1] + base
+        kernels.suffix_sums4(flat.offsets, *(comps[c] for c in COMPONENTS), sums, base)
+        starts[:, k] = flat.offsets[:-1] + base
         base += int(flat.offsets[-1])
-    sums = {c: np.concatenate(v) if v else np.zeros(0, np.float64) for c, v in parts.items()}
     pat_types, pat_used, pat_k = _pattern_table(tuple(patterns), types)
     ev, pat, mass = kernels.combination_masses(
         idx,
         n_sel,
         starts,
-        sums["px"],
-        sums["py"],
-        sums["pz"],
-        sums["E"],
+        sums[0],
+        sums[1],
+        sums[2],
+        sums[3],
         pat_types,
         pat_used,
         pat_k,
