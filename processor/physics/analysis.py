@@ -175,7 +175,7 @@ def _concat(a: MassEntries, b: MassEntries) -> MassEntries:
 
 
 def analyse_objects(
-    collections: Mapping[str, ak.Array],
+    collections: Mapping[str, ak.Array | Flat],
     n_events: int,
     sel: ObjectSelection,
     comb: CombinationConfig,
@@ -187,7 +187,8 @@ def analyse_objects(
     final-state rules, tag the charge relation, and compute every mass.
 
     Electron/muon records need a ``charge`` when Z candidates, charge tags or three-lepton
-    pairs are on (``sel.needs_charge()``).
+    pairs are on (``sel.needs_charge()``). Collections are jagged awkward records or, the same
+    objects already flat, :class:`~processor.physics.flat.Flat` (``read_flat_collections``).
     """
     if sel.needs_charge():
         lacking = [

@@ -60,8 +60,11 @@ def offsets_of(counts: np.ndarray) -> np.ndarray:
     return out
 
 
-def flat_of(rec: ak.Array) -> Flat:
-    """A jagged array of records (one list level) as a :class:`Flat` (packed first if needed)."""
+def flat_of(rec: ak.Array | Flat) -> Flat:
+    """A jagged array of records (one list level) as a :class:`Flat` (packed first if needed);
+    a :class:`Flat` as it is."""
+    if isinstance(rec, Flat):
+        return rec
     layout = ak.to_layout(rec)
     if not _is_packed(layout):
         layout = ak.to_layout(ak.to_packed(rec))
