@@ -31,7 +31,7 @@ from processor.physics.masses import (
 from processor.physics.selection import count_limit_mask, object_counts, select_objects
 from processor.physics.zcandidates import build_z_candidates
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _bits_equal(a, b) -> bool:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import awkward as ak
 import numpy as np
 
+from processor.physics.kernels import native
+
 
 @dataclass
 class Flat:
@@ -19,6 +21,9 @@ class Flat:
 
     offsets: np.ndarray
     fields: dict[str, np.ndarray]
+
+    def __post_init__(self) -> None:
+        self.offsets = native(self.offsets, np.int64)
 
     @property
     def counts(self) -> np.ndarray:

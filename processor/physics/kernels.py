@@ -18,6 +18,16 @@ import numpy as np
 from numba import njit
 
 
+def native(array, dtype) -> np.ndarray:
+    """``array`` as a writable, C-contiguous, native ``dtype`` array (copied only if needed):
+    the one array type the kernels are compiled for (a read-only or strided view of a file
+    buffer would be another specialisation, compiled again)."""
+    out = np.asarray(array, dtype=dtype)
+    if out.flags.c_contiguous and out.flags.writeable and out.dtype.isnative:
+        return out
+    return np.array(out, dtype=np.dtype(dtype).newbyteorder("="), order="C")
+
+
 def _kernel(fn):
     """``njit`` with the machine code cached on disk (numba's cache: beside this file, else
     the user cache directory, or ``NUMBA_CACHE_DIR``); compiled per process when no cache

@@ -157,7 +157,8 @@ def flat_combination_masses(
             continue
         flat = objects[t]
         comps = flat_four_momenta(flat.fields, t, hypothesis)
-        kernels.suffix_sums4(flat.offsets, *(comps[c] for c in COMPONENTS), sums, base)
+        p4 = (kernels.native(comps[c], np.float64) for c in COMPONENTS)
+        kernels.suffix_sums4(flat.offsets, *p4, sums, base)
         starts[:, k] = flat.offsets[:-1] + base
         base += int(flat.offsets[-1])
     pat_types, pat_used, pat_k = _pattern_table(tuple(patterns), types)

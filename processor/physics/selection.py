@@ -60,7 +60,7 @@ def flat_select(
         if keep is None:
             keep = np.ones(int(rec.offsets[-1]), dtype=bool)
         order, counts = kernels.select_sort(
-            rec.offsets, np.asarray(rec["pt"], dtype=np.float64), np.asarray(keep, dtype=bool)
+            rec.offsets, kernels.native(rec["pt"], np.float64), kernels.native(keep, bool)
         )
         if t == "j" and "b" in active:
             tagged = np.asarray(rec["btag"], dtype=bool)[order]
