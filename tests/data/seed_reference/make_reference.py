@@ -2,7 +2,10 @@
 
 Made once from `main` at 3429907 (before BumpNet-native names), with
 ``runner.py --demo --executor iterative --run-dir RUN``, then
-``python tests/data/seed_reference/make_reference.py RUN``. Writes, beside this script:
+``python tests/data/seed_reference/make_reference.py RUN``. When the demo generator changes,
+remake it the same way: 3429907's runner with its ``make_demo_sample`` replaced by the current
+generator's demo files (copied out of the cache first), then this script from the current tree
+(it records the current ``generator_version``). Writes, beside this script:
 
 * ``fine_kept.npz``: the accumulated fine-grid histograms of every kept final state (sparse:
   non-zero bin indices and contents, flow bins included) and every final state's event count,
@@ -77,7 +80,7 @@ def main(run_dir: Path) -> None:
                     "sha256": digest(h),
                 }
     meta = {
-        "source": "main 3429907, runner.py --demo --executor iterative",
+        "source": "main 3429907, runner.py --demo --executor iterative (demo files of generator_version)",
         "fine_grid": manifest["fine_grid"],
         "demo_events": manifest["cutflow_total"]["events_read"],
         "generator_version": GENERATOR_VERSION,
