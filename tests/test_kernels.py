@@ -436,3 +436,31 @@ def test_flat_reader_matches_the_record_reader(tmp_path, fmt_name):
             a = analyse_objects(got, n, sel, CombinationConfig(), hyp, overlap_removal=over)
             b = analyse_objects(ref, n, sel, CombinationConfig(), hyp, overlap_removal=over)
             _same_entries(a.entries, b.entries)
+
+
+def test_kernels_compile_without_a_writable_cache(monkeypatch):
+    """No cache location (read-only install, no writable home): compiled per process instead."""
+    real = kernels.njit
+
+    def no_cache(**options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'f.py'")
+        return real(**options)
+
+    monkeypatch.setattr(kernels, "njit", no_cache)
+
+    def plus_one(x):
+        return x + 1
+
+    assert kernels._kernel(plus_one)(1) == 2
+
+
+def test_native_inputs():
+    """Read-only, strided or byte-swapped arrays become the one compiled array type."""
+    ro = np.frombuffer(np.arange(4.0).tobytes(), dtype=np.float64)
+    for a in (ro, np.arange(8.0)[::2], np.arange(4.0).astype(">f8")):
+        out = kernels.native(a, np.float64)
+        assert out.flags.writeable and out.flags.c_contiguous and out.dtype.isnative
+        assert np.array_equal(out, np.asarray(a, dtype=np.float64))
+    fresh = np.arange(3.0)
+    assert kernels.native(fresh, np.float64) is fresh
