@@ -33,6 +33,11 @@ CORE = (
     "fsspec",
     "requests",
     "pyyaml",
+    "numba",
+    "iminuit",
+    "pyBumpHunter",
+    "matplotlib",
+    "mplhep",
 )
 
 
