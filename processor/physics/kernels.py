@@ -242,13 +242,6 @@ def _applies(code, value, mask, guard, leading_only):
 
 
 @_kernel
-def _grow(a, cap):
-    out = np.empty(cap, a.dtype)
-    out[: len(a)] = a
-    return out
-
-
-@_kernel
 def combination_masses(
     idx, n_sel, starts, spx, spy, spz, se, pat_types, pat_used, pat_k, leading_only
 ):
@@ -264,13 +257,26 @@ def combination_masses(
     codes, present = _count_codes(idx, n_sel)
     value, mask, guard, first, members = _pattern_codes(pat_types, pat_used, pat_k, n_types)
     # a pattern needs n_t >= u_t >= 1: only the groups of subsets of the present types
-    # one pass in event order into growing buffers, then a stable counting sort by pattern
-    cap = 2 * len(idx) + 16
-    ev_tmp = np.empty(cap, np.int64)
-    pat_tmp = np.empty(cap, np.int32)
-    mass_tmp = np.empty(cap, np.float64)
-    per_pat = np.zeros(n_pat, np.int64)
-    n_out = 0
+    # pass 1 counts each pattern's events, pass 2 writes each mass at its final place
+    # (pattern by pattern, events ascending); growing buffers would cost compile time
+    pos = np.zeros(n_pat, np.int64)
+    for r in range(len(idx)):
+        full = present[r]
+        sub = full
+        while sub:
+            for m in range(first[sub], first[sub + 1]):
+                p = members[m]
+                if _applies(codes[r], value[p], mask[p], guard[p], leading_only):
+                    pos[p] += 1
+            sub = (sub - 1) & full
+    total = 0
+    for p in range(n_pat):
+        c = pos[p]
+        pos[p] = total
+        total += c
+    ev = np.empty(total, np.int64)
+    pat = np.empty(total, np.int32)
+    mass = np.empty(total, np.float64)
     for r in range(len(idx)):
         i = idx[r]
         full = present[r]
@@ -291,32 +297,12 @@ def combination_masses(
                     ty = ty + spy[j]
                     tz = tz + spz[j]
                     te = te + se[j]
-                if n_out == cap:
-                    cap *= 2
-                    ev_tmp = _grow(ev_tmp, cap)
-                    pat_tmp = _grow(pat_tmp, cap)
-                    mass_tmp = _grow(mass_tmp, cap)
-                ev_tmp[n_out] = i
-                pat_tmp[n_out] = p
-                mass_tmp[n_out] = mass_of(tx, ty, tz, te)
-                per_pat[p] += 1
-                n_out += 1
+                w = pos[p]
+                ev[w] = i
+                pat[w] = p
+                mass[w] = mass_of(tx, ty, tz, te)
+                pos[p] = w + 1
             sub = (sub - 1) & full
-    pos = np.zeros(n_pat, np.int64)
-    total = 0
-    for p in range(n_pat):
-        pos[p] = total
-        total += per_pat[p]
-    ev = np.empty(n_out, np.int64)
-    pat = np.empty(n_out, np.int32)
-    mass = np.empty(n_out, np.float64)
-    for w in range(n_out):
-        p = pat_tmp[w]
-        d = pos[p]
-        ev[d] = ev_tmp[w]
-        pat[d] = p
-        mass[d] = mass_tmp[w]
-        pos[p] = d + 1
     return ev, pat, mass
 
 
