@@ -201,8 +201,8 @@ def test_summary_lines_and_demo_line():
 
 
 def test_spectrum_page_draws_fit_window_and_zlr_panel_and_clears_them(tmp_path):
-    from processor.output.spectrum_pages import _SpectrumPage
     from processor.output.plotstyle import Hist1D, LabelInfo, SpectrumView
+    from processor.output.spectrum_pages import _SpectrumPage
 
     counts = toy_counts(7, bump=60.0)
     cfg = config(max_pseudo_experiments=1000).post_processing_task_config.bump_scan

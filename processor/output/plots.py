@@ -16,7 +16,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import uproot
 from matplotlib.figure import Figure
 
@@ -25,6 +24,7 @@ from processor.errors import PlotsError, StorageError
 from processor.fsutil import STORAGE_ERRNOS, storage_error
 from processor.output import summary_plots
 from processor.output.manifest import raw_file_path, read_manifest
+from processor.output.mc_overlay import MC_GROUP, attach_mc, read_th1
 from processor.output.naming import raw_name
 from processor.output.plotstyle import (  # noqa: F401  (_bytes, _duration: part of this module's helpers)
     COLOR_BAD,
@@ -76,17 +76,8 @@ TOP_FINAL_STATES = summary_plots.TOP_FINAL_STATES
 
 #: cutflow steps in display order, with their axis labels
 def _read_th1(directory: Any, name: str) -> Hist1D | None:
-    """A TH1 from an open uproot directory (None if absent)."""
-    try:
-        obj = directory[name]
-    except (KeyError, uproot.KeyInFileError):
-        return None
-    values, variances, edges = summed_values(obj)  # a THStack (MC by process) is summed
-    return Hist1D(
-        np.asarray(values, dtype=np.float64),
-        np.asarray(variances, dtype=np.float64),
-        np.asarray(edges, dtype=np.float64),
-    )
+    """A TH1 from an open uproot directory (None if absent); a THStack is summed."""
+    return read_th1(directory, name)
 
 
 def _raw_key(spec: Mapping[str, Any]) -> str:
@@ -141,6 +132,7 @@ def load_spectra(run_dir: Path, manifest: Mapping[str, Any]) -> dict[str, list[S
     """Every manifest spectrum per group, with its ROI, outlier and raw histograms."""
     out: dict[str, list[SpectrumView]] = {}
     raw_path = raw_file_path(run_dir, manifest)
+    hist_files: dict[str, Any] = {}
     with ExitStack() as stack:
         raw_file = None
         raw_opened = False
@@ -155,6 +147,7 @@ def load_spectra(run_dir: Path, manifest: Mapping[str, Any]) -> dict[str, list[S
             hist_file = None
             if entry.get("file"):
                 hist_file = _open(run_dir / entry["file"], f"{group} histogram file", stack)
+            hist_files[group] = hist_file
             for spec in specs:
                 view = SpectrumView(
                     group=group,
@@ -173,6 +166,7 @@ def load_spectra(run_dir: Path, manifest: Mapping[str, Any]) -> dict[str, list[S
                     logger.warning("cannot read the histograms of %s: %s", view.roi_name, exc)
                     view.problems.append(f"unreadable histogram ({type(exc).__name__})")
                 views.append(view)
+        attach_mc(out, manifest, raw_file, hist_files.get(MC_GROUP), _raw_key)
     return out
 
 
@@ -406,9 +400,8 @@ def plot_processes(n_jobs: int) -> int:
 def _run_jobs(
     jobs: list[tuple[str, Callable[[], Path | list[Path] | None]]],
 ) -> list[tuple[str, list[Path] | str]]:
-    """Run the plot jobs, in parallel forked processes when there is more than one core (the
-    first, longest job, ``spectra.pdf``, starts at once; the others share the other
-    processes); results in job order. Falls back to one process if the pool fails."""
+    """Run the plot jobs, in parallel forked processes when there is more than one core, in
+    the order given; results in job order. Falls back to one process if the pool fails."""
     global _JOBS
     _JOBS = list(jobs)
     n_proc = plot_processes(len(jobs))
@@ -479,18 +472,20 @@ def _render(run_dir: Path, manifest: Mapping[str, Any], plots: Path) -> list[Pat
     written: list[Path] = []
     failures: list[str] = []
 
+    # the quick summaries and overviews first, so that they are done within seconds; the
+    # per-spectrum PDF (most of the time) starts as soon as a process is free
     jobs: list[tuple[str, Callable[[], Path | list[Path] | None]]] = [
-        ("spectra.pdf", lambda: plot_spectra_pdf(spectra, info, plots / "spectra.pdf", cuts)),
+        (
+            "processing_summary.png",
+            lambda: plot_processing_summary(manifest, info, plots / "processing_summary.png"),
+        ),
         ("spectra overviews", lambda: plot_overviews(spectra, info, plots)),
         (
             "final_state_counts.png",
             lambda: plot_final_state_counts(manifest, info, plots / "final_state_counts.png"),
         ),
         ("cutflow.png", lambda: plot_cutflow(manifest, info, plots / "cutflow.png")),
-        (
-            "processing_summary.png",
-            lambda: plot_processing_summary(manifest, info, plots / "processing_summary.png"),
-        ),
+        ("spectra.pdf", lambda: plot_spectra_pdf(spectra, info, plots / "spectra.pdf", cuts)),
     ]
     for name, outcome in _run_jobs(jobs):
         if isinstance(outcome, str):

@@ -18,7 +18,9 @@ from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.mathtext import MathTextParser
+from matplotlib.ticker import NullLocator
 
 from processor.errors import PlotsError  # noqa: F401  (re-exported)
 from processor.fsutil import atomic_path
@@ -60,11 +62,12 @@ _OBJECT_SYMBOLS = {
 
 @dataclass
 class Hist1D:
-    """Bin contents, variances and edges of one TH1 (flow bins dropped)."""
+    """Bin contents, variances and edges of one TH1; ``flow``: its under- and overflow."""
 
     values: np.ndarray
     variances: np.ndarray
     edges: np.ndarray
+    flow: tuple[float, float] = (0.0, 0.0)
 
     @property
     def total(self) -> float:
@@ -93,6 +96,12 @@ class SpectrumView:
     scan: dict[str, Any] | None = None
     scan_bkg: Hist1D | None = None
     zlr: Hist1D | None = None
+    #: data pages of a run with MC: the MC on this spectrum's ROI bins, summed and per process
+    with_mc: bool = False
+    mc: Hist1D | None = None
+    mc_parts: dict[str, Hist1D] = field(default_factory=dict)
+    #: why a data spectrum of a run with MC has no MC
+    mc_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,77 @@ class _SharedMathtext(Artist):
         text2path = getattr(renderer, "_text2path", None)
         if getattr(text2path, "mathtext_parser", None) is not None:
             text2path.mathtext_parser = _PDF_MATHTEXT
+
+
+class _MinorTickMarks(Artist):
+    """The minor tick marks of one axis as two marker lines (bottom and top, or left and right)
+    instead of matplotlib's two line artists per tick (a quarter of a spectrum page's time).
+
+    :meth:`take` moves the axis's minor locator here (the axis then draws no minor ticks of its
+    own); call it after making the marks of every axis (axes sharing x share one locator) and
+    again after every scale change, which puts a new locator on the axis. The
+    marks copy the style (size, width, direction, colour, which sides) of the axis's own minor
+    ticks, and skip minor ticks on major ones, as matplotlib does.
+    """
+
+    zorder = 2.5  # with the spines and axes, above the data
+
+    def __init__(self, axis: Any) -> None:
+        super().__init__()
+        self.axis = axis
+        locator = axis.get_minor_locator()
+        self.locator: Any = None if isinstance(locator, NullLocator) else locator
+        template = axis.get_minor_ticks(1)[0]
+        self.lines = []
+        for side in (template.tick1line, template.tick2line):
+            line = Line2D([], [])
+            line.update_from(side)
+            line.set_transform(side.get_transform())
+            line.set_visible(side.get_visible())
+            self.lines.append(line)
+        axis.axes.add_artist(self)
+
+    def take(self) -> None:
+        """Take over the axis's (new) minor locator."""
+        locator = self.axis.get_minor_locator()
+        if not isinstance(locator, NullLocator):
+            self.locator = locator
+            self.axis.set_minor_locator(NullLocator())
+
+    def locations(self) -> np.ndarray:
+        """The minor tick locations inside the view, without those on major ticks."""
+        if self.locator is None:
+            return np.array([])
+        minor = np.asarray(self.locator(), dtype=float)
+        lo, hi = sorted(self.axis.get_view_interval())
+        transform = self.axis.get_transform()
+        major = np.asarray(self.axis.get_majorticklocs(), dtype=float)
+        t_lo, t_hi = sorted(transform.transform([lo, hi]))
+        tol = (t_hi - t_lo) * 1e-5
+        t_minor = transform.transform(minor)
+        if major.size and minor.size:
+            on_major = np.isclose(
+                t_minor[:, None], transform.transform(major)[None, :], atol=tol, rtol=0
+            ).any(axis=1)
+            minor, t_minor = minor[~on_major], t_minor[~on_major]
+        inside = (t_minor >= t_lo - tol) & (t_minor <= t_hi + tol)
+        return minor[inside]
+
+    def draw(self, renderer: Any) -> None:
+        """Draw every minor tick of each side in one marker line."""
+        if not self.get_visible():
+            return
+        locs = self.locations()
+        for i, line in enumerate(self.lines):
+            if not line.get_visible():
+                continue
+            other = np.full(len(locs), float(i))  # 0: bottom/left, 1: top/right
+            if self.axis.axis_name == "x":
+                line.set_data(locs, other)
+            else:
+                line.set_data(other, locs)
+            line.draw(renderer)
+        self.stale = False
 
 
 @contextmanager
