@@ -12,6 +12,7 @@ import numpy as np
 
 from processor.errors import FormatError  # noqa: F401  (re-exported)
 from processor.opendata.btagging import physlite_branches, physlite_tag
+from processor.physics.flat import Flat, offsets_of
 from processor.physics.selection import types_to_read
 
 log = logging.getLogger(__name__)
@@ -357,14 +358,7 @@ def read_collections(
     ``types`` means jets are read (with their tag), ``Z`` is skipped (built later from e, mu).
     """
     out: dict[str, ak.Array] = {}
-    wanted = list(types)
-    base_types = [t for t in wanted if t not in ("b", "Z")]
-    if "b" in wanted and "j" not in base_types:
-        base_types.append("j")
-    for t in base_types:
-        coll = fmt.collections.get(t)
-        if coll is None:
-            continue
+    for t, coll in _collections_to_read(fmt, types):
         fields: dict[str, ak.Array] = {
             "pt": _to_gev(get(coll.pt), fmt),
             "eta": _f64(get(coll.eta)),
@@ -375,28 +369,115 @@ def read_collections(
             fields[kind] = _to_gev(get(src), fmt)
         else:
             fields[kind] = ak.ones_like(fields["pt"]) * (src * fmt.to_gev)
-        quality = _quality_mask(coll, cuts(t), get, fmt, t)
-        if quality is not None:
-            fields["pass_quality"] = quality
-        if charge and t in ("e", "m"):
-            if coll.charge is None:
-                raise FormatError(f"format '{fmt.name}' has no charge branch for type '{t}'")
-            fields["charge"] = _f64(get(coll.charge))
-        if t == "j" and btag_cfg is not None and btag_cfg.enabled:
-            rule = fmt.btag
-            absent = [b for b in rule.branches(btag_cfg) if not available(b)] if rule else ["all"]
-            if absent:
-                raise FormatError(
-                    f"format '{fmt.name}' has no b-tagging branch ({', '.join(absent)}); set "
-                    "object_selection.btagging.enabled: false"
-                )
-            fields["btag"] = rule.mask(get, btag_cfg)
+        fields.update(_flags(get, fmt, t, coll, cuts, btag_cfg, charge, available))
+        if "charge" in fields:
+            fields["charge"] = _f64(fields["charge"])
         rec = ak.zip(fields)
         if coll.type_select is not None:
             branch, value = coll.type_select
             rec = rec[get(branch) == value]
         out[t] = rec
     return out
+
+
+def read_flat_collections(
+    get: Callable[[str], ak.Array],
+    fmt: Format,
+    types: Iterable[str],
+    cuts: Callable[[str], Any],
+    *,
+    btag_cfg: Any = None,
+    charge: bool = False,
+    available: Callable[[str], bool] = lambda name: True,
+) -> dict[str, Flat]:
+    """:func:`read_collections` as flat arrays plus offsets (:class:`~processor.physics.flat.Flat`,
+    the same values): each branch is unpacked once, no records are built."""
+    out: dict[str, Flat] = {}
+    for t, coll in _collections_to_read(fmt, types):
+        offsets, pt = _flat_branch(get(coll.pt))
+        fields: dict[str, np.ndarray] = {"pt": _flat_gev(pt, fmt)}
+        fields["eta"] = np.asarray(_flat_branch(get(coll.eta), offsets)[1], dtype=np.float64)
+        fields["phi"] = np.asarray(_flat_branch(get(coll.phi), offsets)[1], dtype=np.float64)
+        kind, src = coll.fourth
+        if isinstance(src, str):
+            fields[kind] = _flat_gev(_flat_branch(get(src), offsets)[1], fmt)
+        else:
+            fields[kind] = np.ones_like(fields["pt"]) * (src * fmt.to_gev)
+        for name, value in _flags(get, fmt, t, coll, cuts, btag_cfg, charge, available).items():
+            flat = _flat_branch(value, offsets)[1]
+            fields[name] = np.asarray(flat, dtype=np.float64) if name == "charge" else flat
+        rec = Flat(offsets, fields)
+        if coll.type_select is not None:
+            branch, value = coll.type_select
+            rec = rec.compress(_flat_branch(get(branch), offsets)[1] == value)
+        out[t] = rec
+    return out
+
+
+def _collections_to_read(fmt: Format, types: Iterable[str]) -> list[tuple[str, Collection]]:
+    wanted = list(types)
+    base_types = [t for t in wanted if t not in ("b", "Z")]
+    if "b" in wanted and "j" not in base_types:
+        base_types.append("j")
+    return [(t, fmt.collections[t]) for t in base_types if t in fmt.collections]
+
+
+def _flags(
+    get: Callable[[str], ak.Array],
+    fmt: Format,
+    t: str,
+    coll: Collection,
+    cuts: Callable[[str], Any],
+    btag_cfg: Any,
+    charge: bool,
+    available: Callable[[str], bool],
+) -> dict[str, ak.Array]:
+    """pass_quality, the raw charge (e, mu with ``charge``) and the b-tag (jets) of a type."""
+    fields: dict[str, ak.Array] = {}
+    quality = _quality_mask(coll, cuts(t), get, fmt, t)
+    if quality is not None:
+        fields["pass_quality"] = quality
+    if charge and t in ("e", "m"):
+        if coll.charge is None:
+            raise FormatError(f"format '{fmt.name}' has no charge branch for type '{t}'")
+        fields["charge"] = get(coll.charge)
+    if t == "j" and btag_cfg is not None and btag_cfg.enabled:
+        rule = fmt.btag
+        absent = [b for b in rule.branches(btag_cfg) if not available(b)] if rule else ["all"]
+        if absent:
+            raise FormatError(
+                f"format '{fmt.name}' has no b-tagging branch ({', '.join(absent)}); set "
+                "object_selection.btagging.enabled: false"
+            )
+        fields["btag"] = rule.mask(get, btag_cfg)
+    return fields
+
+
+def _flat_branch(
+    array: ak.Array, offsets: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets from 0, flat values) of a jagged branch; checked against ``offsets`` if given."""
+    layout = ak.to_layout(array)
+    if (
+        isinstance(layout, ak.contents.ListOffsetArray)
+        and isinstance(layout.content, ak.contents.NumpyArray)
+        and layout.content.data.ndim == 1
+    ):
+        own = np.asarray(layout.offsets, dtype=np.int64)
+        values = np.asarray(layout.content.data)[own[0] : own[-1]]
+        if own[0]:
+            own = own - own[0]
+    else:
+        own = offsets_of(np.asarray(ak.num(array, axis=1), dtype=np.int64))
+        values = np.asarray(ak.flatten(array, axis=1))
+    if offsets is not None and not np.array_equal(own, offsets):
+        raise FormatError("branches of one collection have different object counts")
+    return own, values
+
+
+def _flat_gev(values: np.ndarray, fmt: Format) -> np.ndarray:
+    out = np.asarray(values, dtype=np.float64)
+    return out if fmt.to_gev == 1.0 else out * fmt.to_gev
 
 
 def _to_gev(array: ak.Array, fmt: Format) -> ak.Array:

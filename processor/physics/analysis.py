@@ -11,6 +11,7 @@ import awkward as ak
 import numpy as np
 
 from processor.config import CombinationConfig, ObjectSelection
+from processor.physics import kernels
 from processor.physics.finalstates import (
     LEPTON_PAIRS,
     TAG_CODES,
@@ -24,9 +25,15 @@ from processor.physics.finalstates import (
     patterns,
     three_lepton_slots,
 )
-from processor.physics.masses import COMPONENTS, MassEntries, combination_masses, four_momenta
-from processor.physics.selection import count_limit_mask, object_counts, select_objects
-from processor.physics.zcandidates import build_z_candidates
+from processor.physics.flat import Flat, flat_of
+from processor.physics.masses import (
+    MassEntries,
+    empty_entries,
+    flat_combination_masses,
+    flat_four_momenta,
+)
+from processor.physics.selection import count_limit_mask, flat_select
+from processor.physics.zcandidates import flat_z_candidates
 
 #: cutflow steps in order (event counts)
 CUTFLOW_STEPS = ("events_read", "after_count_limits", "in_final_state", "with_combination")
@@ -65,13 +72,41 @@ def lepton_charges(objects: Mapping[str, ak.Array]) -> ak.Array:
 
 def charge_tags(objects: Mapping[str, ak.Array], n_events: int) -> np.ndarray:
     """Tag code per event (:data:`TAG_CODES`): exactly two e/mu -> OS if q1 q2 < 0, else SS."""
+    flat = {t: flat_of(objects[t]) for t in ("e", "m") if t in objects}
+    return flat_charge_tags(flat, n_events)
+
+
+def flat_charge_tags(objects: Mapping[str, Flat], n_events: int) -> np.ndarray:
+    """:func:`charge_tags` of flat collections."""
     if not any(t in objects for t in ("e", "m")):
         return np.zeros(n_events, dtype=np.int64)
-    q = lepton_charges(objects)
-    two = np.asarray(ak.num(q, axis=1) == 2)
-    product = np.asarray(ak.fill_none(ak.prod(q, axis=1), 0.0), dtype=np.float64)
+    off_e, off_m, q = _lepton_offsets(objects, n_events, "charge")
+    two, product = kernels.two_lepton_product(off_e, off_m, q["charge"])
     tags = np.where(product < 0, TAG_CODES["OS"], TAG_CODES["SS"])
     return np.where(two, tags, TAG_CODES[None]).astype(np.int64)
+
+
+def _lepton_offsets(
+    objects: Mapping[str, Flat], n_events: int, *fields: str, hypothesis: str | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Electrons then muons in one flat list: (electron offsets, muon offsets, fields as float64
+    and, with ``hypothesis``, the four-momentum components)."""
+    parts: dict[str, list[np.ndarray]] = {}
+    offsets = {}
+    total = 0
+    for t in ("e", "m"):
+        if t not in objects:
+            offsets[t] = np.full(n_events + 1, total, np.int64)
+            continue
+        rec = objects[t]
+        values = {f: np.asarray(rec[f], dtype=np.float64) for f in fields}
+        if hypothesis is not None:
+            values.update(flat_four_momenta(rec.fields, t, hypothesis))
+        for k, v in values.items():
+            parts.setdefault(k, []).append(v)
+        offsets[t] = rec.offsets + total
+        total += int(rec.offsets[-1])
+    return offsets["e"], offsets["m"], {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def three_lepton_pair_masses(
@@ -85,45 +120,50 @@ def three_lepton_pair_masses(
 
     Leptons are listed e (pT order) then mu; pairs (0, 1), (0, 2), (1, 2); each entry's
     pattern is ``pattern_offset`` + its index in :data:`LEPTON_PAIRS` (pair and charge tag).
+    Entries are listed pair by pair, events ascending.
     """
+    flat = {t: flat_of(objects[t]) for t in ("e", "m") if t in objects}
+    return flat_three_lepton_pair_masses(flat, counts, valid, hypothesis, pattern_offset)
+
+
+@lru_cache(maxsize=8)
+def _pair_lookup(pattern_offset: int) -> np.ndarray:
+    """``[k, n_e, os]`` -> pattern of lepton pair k in an event with n_e electrons."""
+    index = {p: i for i, p in enumerate(LEPTON_PAIRS)}
+    table = np.zeros((3, 4, 2), np.int32)
+    for n in range(4):
+        for k, (first, second) in enumerate(three_lepton_slots(n)):
+            for os_pair, tag in ((1, "OS"), (0, "SS")):
+                table[k, n, os_pair] = pattern_offset + index[LeptonPair(first, second, tag)]
+    return table
+
+
+def flat_three_lepton_pair_masses(
+    objects: Mapping[str, Flat],
+    counts: Mapping[str, np.ndarray],
+    valid: np.ndarray,
+    hypothesis: str,
+    pattern_offset: int,
+) -> MassEntries:
+    """:func:`three_lepton_pair_masses` of flat collections."""
     n_e = counts.get("e", np.zeros(len(valid), np.int64))
     n_m = counts.get("m", np.zeros(len(valid), np.int64))
     idx = np.flatnonzero(valid & (n_e + n_m == 3))
-    empty = MassEntries(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float64))
-    if not len(idx):
-        return empty
-    comps = {c: [] for c in COMPONENTS}
-    charges = []
-    for t in ("e", "m"):
-        if t not in objects:
-            continue
-        rec = objects[t][idx]
-        p4 = four_momenta(rec, t, hypothesis)
-        for c in COMPONENTS:
-            comps[c].append(p4[c])
-        charges.append(ak.values_astype(rec.charge, np.float64))
-    # (len(idx), 3) arrays of the three leptons, e before mu
-    lep = {c: ak.to_numpy(ak.concatenate(v, axis=1)) for c, v in comps.items()}
-    q = ak.to_numpy(ak.concatenate(charges, axis=1))
-    index = {p: i for i, p in enumerate(LEPTON_PAIRS)}
-    ne = n_e[idx]
-    ev_parts, pat_parts, mass_parts = [], [], []
-    for k, (a, b) in enumerate(((0, 1), (0, 2), (1, 2))):
-        s = {c: lep[c][:, a] + lep[c][:, b] for c in COMPONENTS}
-        m = np.sqrt(np.maximum(s["E"] ** 2 - (s["px"] ** 2 + s["py"] ** 2 + s["pz"] ** 2), 0.0))
-        os_pair = q[:, a] * q[:, b] < 0
-        pat = np.zeros(len(idx), dtype=np.int32)
-        for n in range(4):
-            first, second = three_lepton_slots(n)[k]
-            for tag, sel in (("OS", os_pair), ("SS", ~os_pair)):
-                rows = (ne == n) & sel
-                pat[rows] = pattern_offset + index[LeptonPair(first, second, tag)]
-        ev_parts.append(idx)
-        pat_parts.append(pat)
-        mass_parts.append(m)
-    return MassEntries(
-        np.concatenate(ev_parts), np.concatenate(pat_parts), np.concatenate(mass_parts)
+    if not len(idx) or not any(t in objects for t in ("e", "m")):
+        return empty_entries()
+    off_e, off_m, v = _lepton_offsets(objects, len(valid), "charge", hypothesis=hypothesis)
+    ev, pat, mass = kernels.three_lepton_pairs(
+        idx,
+        off_e,
+        off_m,
+        v["px"],
+        v["py"],
+        v["pz"],
+        v["E"],
+        v["charge"],
+        _pair_lookup(pattern_offset),
     )
+    return MassEntries(ev, pat, mass)
 
 
 def _concat(a: MassEntries, b: MassEntries) -> MassEntries:
@@ -135,7 +175,7 @@ def _concat(a: MassEntries, b: MassEntries) -> MassEntries:
 
 
 def analyse_objects(
-    collections: Mapping[str, ak.Array],
+    collections: Mapping[str, ak.Array | Flat],
     n_events: int,
     sel: ObjectSelection,
     comb: CombinationConfig,
@@ -147,7 +187,8 @@ def analyse_objects(
     final-state rules, tag the charge relation, and compute every mass.
 
     Electron/muon records need a ``charge`` when Z candidates, charge tags or three-lepton
-    pairs are on (``sel.needs_charge()``).
+    pairs are on (``sel.needs_charge()``). Collections are jagged awkward records or, the same
+    objects already flat, :class:`~processor.physics.flat.Flat` (``read_flat_collections``).
     """
     if sel.needs_charge():
         lacking = [
@@ -158,18 +199,19 @@ def analyse_objects(
                 f"collections {lacking} have no 'charge', needed for Z candidates, charge tags "
                 "or three-lepton pairs (read them with charge=True, or switch those off)"
             )
-    objects = select_objects(collections, sel, overlap_removal)
+    flat = {t: flat_of(rec) for t, rec in collections.items()}
+    objects = flat_select(flat, sel, overlap_removal)
     types = sel.active_types()
     if "Z" in types:
-        objects = build_z_candidates(objects, sel.z_candidates, hypothesis)
-    counts = object_counts(objects, types, n_events)
+        objects = flat_z_candidates(objects, sel.z_candidates, hypothesis)
+    counts = {t: objects[t].counts if t in objects else np.zeros(n_events, np.int64) for t in types}
     within_limits = count_limit_mask(counts, sel)
     valid = within_limits & final_state_mask(counts, comb)
-    tags = charge_tags(objects, n_events) if sel.charge_tags else None
+    tags = flat_charge_tags(objects, n_events) if sel.charge_tags else None
     pats: tuple[Pattern | LeptonPair, ...] = patterns(types, comb)
-    entries = combination_masses(objects, counts, valid, pats, comb.mode, hypothesis)
+    entries = flat_combination_masses(objects, counts, valid, pats, comb.mode, hypothesis)
     if sel.three_lepton_pairs and {"e", "m"} & set(types):
-        pairs = three_lepton_pair_masses(objects, counts, valid, hypothesis, len(pats))
+        pairs = flat_three_lepton_pair_masses(objects, counts, valid, hypothesis, len(pats))
         pats = pats + LEPTON_PAIRS
         entries = _concat(entries, pairs)
     with_combo = np.zeros(n_events, dtype=bool)

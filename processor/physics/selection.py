@@ -9,6 +9,8 @@ import awkward as ak
 import numpy as np
 
 from processor.config import READ_TYPES, ObjectSelection
+from processor.physics import kernels
+from processor.physics.flat import Flat, flat_of
 from processor.physics.overlap import remove_overlaps, required_types
 
 
@@ -21,30 +23,54 @@ def select_objects(
     format adapter computed (``pass_quality``). With ``overlap_removal`` the selected objects
     of every collection given (also types read only for it) go through the overlap-removal
     sequence. With b-tagging on, tagged jets that pass the jet cuts become type ``b`` and
-    leave ``j``.
+    leave ``j``. Equal pT keeps the input order (a stable sort).
     """
-    chosen: dict[str, ak.Array] = {}
+    flat = {t: flat_of(rec) for t, rec in collections.items()}
+    return {t: f.to_awkward() for t, f in flat_select(flat, sel, overlap_removal).items()}
+
+
+def flat_select(
+    collections: Mapping[str, Flat], sel: ObjectSelection, overlap_removal: bool = False
+) -> dict[str, Flat]:
+    """:func:`select_objects` of flat collections (the sort is compiled)."""
+    keeps: dict[str, np.ndarray | None] = {}
     for t, rec in collections.items():
         cut = sel.cuts(t)
         # compare in float64: a float32 branch against 2.37 would be compared in float32
-        pt = ak.values_astype(rec.pt, np.float64)
-        eta = ak.values_astype(rec.eta, np.float64)
-        mask = (pt > cut.pt_min) & (abs(eta) < cut.abs_eta_max)
+        pt = np.asarray(rec["pt"], dtype=np.float64)
+        eta = np.asarray(rec["eta"], dtype=np.float64)
+        mask = (pt > cut.pt_min) & (np.abs(eta) < cut.abs_eta_max)
         if "pass_quality" in rec.fields:
-            mask = mask & rec.pass_quality
-        chosen[t] = rec[mask]
-    if overlap_removal:
-        chosen = remove_overlaps(chosen, sel.overlap_removal)
-    out: dict[str, ak.Array] = {}
+            mask = mask & rec["pass_quality"]
+        keeps[t] = mask
+    chosen = dict(collections)
+    if overlap_removal:  # PHYSLITE only: the (awkward) overlap removal on the selected objects
+        survivors = remove_overlaps(
+            {t: rec.compress(keeps[t]).to_awkward() for t, rec in collections.items()},
+            sel.overlap_removal,
+        )
+        chosen = {t: flat_of(rec) for t, rec in survivors.items()}
+        keeps = dict.fromkeys(chosen)
+    out: dict[str, Flat] = {}
     active = sel.active_types()
     for t, rec in chosen.items():
+        if t not in active and not (t == "j" and "b" in active):
+            continue
+        keep = keeps[t]
+        if keep is None:
+            keep = np.ones(int(rec.offsets[-1]), dtype=bool)
+        order, counts = kernels.select_sort(
+            rec.offsets, kernels.native(rec["pt"], np.float64), kernels.native(keep, bool)
+        )
         if t == "j" and "b" in active:
-            tagged = rec.btag
-            out["b"] = _sorted(rec[tagged])
+            tagged = np.asarray(rec["btag"], dtype=bool)[order]
+            event = np.repeat(np.arange(len(counts)), counts)
+            n_b = np.bincount(event[tagged], minlength=len(counts))
+            out["b"] = rec.take(order[tagged], n_b)
             if "j" in active:
-                out["j"] = _sorted(rec[~tagged])
-        elif t in active:
-            out[t] = _sorted(rec)
+                out["j"] = rec.take(order[~tagged], counts - n_b)
+        else:
+            out[t] = rec.take(order, counts)
     return out
 
 
@@ -59,10 +85,6 @@ def types_to_read(sel: ObjectSelection, overlap_removal: bool = False) -> tuple[
         base = required_types(base, sel.overlap_removal)
     out = tuple(t for t in READ_TYPES if t in base)
     return out + (("b",) if "b" in active else ())
-
-
-def _sorted(rec: ak.Array) -> ak.Array:
-    return rec[ak.argsort(rec.pt, axis=1, ascending=False, stable=True)]
 
 
 def object_counts(

@@ -14,7 +14,7 @@ from processor.opendata.formats import (
     FormatError,
     detect_format,
     missing_types,
-    read_collections,
+    read_flat_collections,
 )
 from processor.opendata.preflight import missing_branches_message
 from processor.opendata.weights import default_scale_factors, luminosity_pb, mc_weights
@@ -92,7 +92,7 @@ class MassProcessor(processor.ProcessorABC):
                 cache[name] = events[name]
             return cache[name]
 
-        collections = read_collections(
+        collections = read_flat_collections(
             get,
             fmt,
             types,

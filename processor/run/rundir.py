@@ -31,6 +31,7 @@ PACKAGES = (
     "vector",
     "hist",
     "numpy",
+    "numba",
     "atlasopenmagic",
 )
 
