@@ -49,13 +49,15 @@ def workdir(tmp_path_factory) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def demo_run(workdir) -> tuple[subprocess.CompletedProcess, Path]:
-    run_dir = workdir / "demo_run"
-    res = run(
-        ["--local", "--demo", "--workers", "2", "--run-dir", str(run_dir)], workdir, timeout=600
-    )
-    return res, run_dir
+#: runs whose plots and bump scan no test here looks at
+FAST = "tasks: {do_plots: false}\npost_processing_task_config: {bump_scan: {enabled: false}}\n"
+
+
+def fast_config(d: Path) -> Path:
+    """A config without plots and bump scan, in ``d``."""
+    cfg = d / "fast.yaml"
+    cfg.write_text(FAST)
+    return cfg
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +73,9 @@ def small_inputs(workdir) -> list[Path]:
     return files
 
 
+@pytest.mark.slow
 def test_demo_runs_and_writes_a_bumpnet_file(demo_run):
-    res, run_dir = demo_run
+    res, run_dir = demo_run.result, demo_run.run_dir
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Dask dashboard: http://127.0.0.1" in res.stdout
     assert "histograms written:" in res.stdout
@@ -95,8 +98,9 @@ def test_demo_runs_and_writes_a_bumpnet_file(demo_run):
         assert any(k.startswith("zlr_") for k in keys)
 
 
+@pytest.mark.slow
 def test_demo_mc_file_is_stacked_by_process(demo_run):
-    _, run_dir = demo_run
+    run_dir = demo_run.run_dir
     manifest = json.loads((run_dir / "manifest.json").read_text())
     mc = manifest["histograms"]["mc"]
     # the demo's two MC datasets match no SM group: each keeps its own name
@@ -122,8 +126,9 @@ def test_demo_mc_file_is_stacked_by_process(demo_run):
             assert total.sum() == pytest.approx(spec["entries"])
 
 
+@pytest.mark.slow
 def test_manifest_readiness_is_what_the_emulated_loader_finds(demo_run):
-    _, run_dir = demo_run
+    run_dir = demo_run.run_dir
     manifest = json.loads((run_dir / "manifest.json").read_text())
     cuts = BumpNetCuts(**manifest["bumpnet_cuts"])
     for group, entry in manifest["histograms"].items():
@@ -134,8 +139,9 @@ def test_manifest_readiness_is_what_the_emulated_loader_finds(demo_run):
         assert {h.key for h in loaded} == {s["roi_name"] for s in entry["spectra"] if s["written"]}
 
 
+@pytest.mark.slow
 def test_roi_contents_equal_the_raw_fine_histogram_over_the_same_range(demo_run):
-    _, run_dir = demo_run
+    run_dir = demo_run.run_dir
     manifest = json.loads((run_dir / "manifest.json").read_text())
     checked = 0
     with (
@@ -158,8 +164,9 @@ def test_roi_contents_equal_the_raw_fine_histogram_over_the_same_range(demo_run)
     assert checked >= 10
 
 
+@pytest.mark.slow
 def test_manifest_accounts_for_every_generated_event(demo_run, workdir):
-    _, run_dir = demo_run
+    run_dir = demo_run.run_dir
     manifest = json.loads((run_dir / "manifest.json").read_text())
     generated = 0
     for item in manifest["inputs"]:
@@ -177,11 +184,10 @@ def test_manifest_accounts_for_every_generated_event(demo_run, workdir):
     assert not list(run_dir.rglob("*.tmp*"))
 
 
-def test_plots_only_regenerates_plots(demo_run, workdir):
-    _, run_dir = demo_run
-    for p in (run_dir / "plots").iterdir():
-        p.unlink()
-    res = run(["--plots-only", "--run-dir", str(run_dir)], workdir)
+@pytest.mark.slow
+def test_plots_only_regenerates_plots(demo_run, demo_plots_only):
+    run_dir = demo_run.run_dir
+    res = demo_plots_only
     assert res.returncode == 0, res.stderr[-2000:]
     pngs = list((run_dir / "plots").glob("*.png"))
     assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
@@ -226,7 +232,7 @@ def _raw(run_dir: Path) -> dict[str, np.ndarray]:
 def test_merging_two_halves_equals_one_run(workdir, small_inputs):
     d = workdir / "merge"
     d.mkdir()
-    common = ["--executor", "iterative"]
+    common = ["--executor", "iterative", "--config", str(fast_config(d))]
     full, a, b, m = d / "full", d / "a", d / "b", d / "merged"
     assert (
         run([*common, "--input", *map(str, small_inputs), "--run-dir", str(full)], d).returncode
@@ -292,11 +298,14 @@ def test_output_opens_in_root_and_hadd_adds_raw_files(workdir, small_inputs):
     d = workdir / "rootcheck"
     d.mkdir()
     a, b = d / "a", d / "b"
+    fast = str(fast_config(d))
     assert (
         run(
             [
                 "--executor",
                 "iterative",
+                "--config",
+                fast,
                 "--input",
                 *map(str, small_inputs[:2]),
                 "--run-dir",
@@ -311,6 +320,8 @@ def test_output_opens_in_root_and_hadd_adds_raw_files(workdir, small_inputs):
             [
                 "--executor",
                 "iterative",
+                "--config",
+                fast,
                 "--input",
                 *map(str, small_inputs[2:]),
                 "--run-dir",
@@ -367,9 +378,7 @@ def test_maxchunks_quick_look_is_not_a_failure(workdir, small_inputs):
     d = workdir / "maxchunks"
     d.mkdir()
     cfg = d / "c.yaml"
-    cfg.write_text(
-        "executor: {maxchunks: 1, chunksize: 1000, align_clusters: false}\ntasks: {do_plots: false}\n"
-    )
+    cfg.write_text("executor: {maxchunks: 1, chunksize: 1000, align_clusters: false}\n" + FAST)
     res = run(
         [
             "--executor",
@@ -398,7 +407,7 @@ def test_resume_reuses_finished_chunks(workdir, small_inputs):
     d.mkdir()
     run_dir = d / "r"
     cfg = d / "c.yaml"
-    cfg.write_text("executor: {chunksize: 2000, align_clusters: false}\ntasks: {do_plots: false}\n")
+    cfg.write_text("executor: {chunksize: 2000, align_clusters: false}\n" + FAST)
     args = ["--executor", "iterative", "--config", str(cfg), "--input", *map(str, small_inputs)]
     assert run([*args, "--run-dir", str(run_dir)], d).returncode == 0
     checkpoints = sorted((run_dir / "checkpoints").rglob("*.coffea"))

@@ -5,11 +5,8 @@ no window with global Z >= 3 (the false-alarm check). One demo run, in a subproc
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +24,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, float]:
-    work = tmp_path_factory.mktemp("scan_demo")
-    run_dir = work / "run"
-    t0 = time.perf_counter()
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "runner.py"), "--local", "--demo", "--run-dir", str(run_dir)],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "BUMPNET_CACHE_DIR": str(work / "cache")},
-    )
-    return res, run_dir, time.perf_counter() - t0
+def demo(demo_run) -> tuple[subprocess.CompletedProcess, Path, float]:
+    """The session's demo run (tests/conftest.py)."""
+    return demo_run.result, demo_run.run_dir, demo_run.seconds
 
 
 def scanned(manifest: dict[str, Any], group: str) -> list[dict[str, Any]]:
@@ -109,17 +96,10 @@ def test_scan_records_and_zlr_histograms_read_back(demo):
             assert scan_key("scanbkg_", row["roi_name"]) in keys
 
 
-def test_plots_only_remakes_the_spectra_with_the_scan(demo):
+def test_plots_only_remakes_the_spectra_with_the_scan(demo, demo_plots_only):
     _, run_dir, _ = demo
     pdf = run_dir / "plots" / "spectra.pdf"
-    assert pdf.read_bytes().startswith(b"%PDF")
-    pdf.unlink()
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "runner.py"), "--plots-only", "--run-dir", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    res = demo_plots_only  # deleted every plot, then --plots-only
     assert res.returncode == 0, res.stderr[-3000:]
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 50_000
