@@ -117,3 +117,9 @@ def assert_same_run_histograms(run_a: Path, run_b: Path) -> int:
     if mc_a.is_file():
         assert assert_same_hists(mc_a, mc_b)
     return n
+
+
+def read_branches(metrics: dict) -> set[str]:
+    """Branch names coffea's metrics list as read (``Accessed(branch, buffer_key)`` tuples up
+    to coffea 2025.x, ``"branch-<buffer>"`` strings later)."""
+    return {getattr(c, "branch", None) or str(c).rsplit("-", 1)[0] for c in metrics["columns"]}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import uproot
 from coffea import processor
-from helpers import assert_same_output, run_processor, two_worker_client
+from helpers import assert_same_output, read_branches, run_processor, two_worker_client
 
 from processor.config import validate_config
 from processor.opendata.formats import FORMATS, branches_needed
@@ -64,7 +64,7 @@ def test_reads_only_the_branches_it_needs(sample, reference_output):
     _, metrics = run_processor({"data": sample["data"]}, cfg)
     # coffea >= 2026 reports "branch-buffer" strings; 2025.x passes on uproot's access log
     # (Accessed(branch=..., buffer_key=...) tuples)
-    read = {getattr(c, "branch", None) or str(c).rsplit("-", 1)[0] for c in metrics["columns"]}
+    read = read_branches(metrics)
     sel = cfg.object_selection
     expected = set(branches_needed(FORMATS["2025e"], sel))
     assert read == expected

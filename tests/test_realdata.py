@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import reference
 import uproot
-from helpers import SHARED, run_processor
+from helpers import SHARED, read_branches, run_processor
 from test_reference_comparison import compare
 
 from processor.config import validate_config
@@ -57,7 +57,7 @@ def test_every_format_runs_and_the_cutflow_accounts_for_every_event(fmt):
     group = out["groups"]["mc" if is_mc else "data"]
     assert sum(group["fs_events"].values()) == cf["in_final_state"]
     assert out["formats"] == {fmt: sum(entries.values())}
-    read = {c.rsplit("-", 1)[0] for c in metrics["columns"]}
+    read = read_branches(metrics)
     sel = cfg.object_selection
     assert read == set(branches_needed(FORMATS[fmt], sel))
 
@@ -247,7 +247,7 @@ def test_physlite_btagging_runs_and_follows_the_links(tagger):
     # the processor runs with b-tagging on and reads exactly those branches
     folder, tree, is_mc = SAMPLES["physlite"]
     out, metrics = run_processor(_fileset(folder, tree, is_mc), cfg)
-    read = {c.rsplit("-", 1)[0] for c in metrics["columns"]}
+    read = read_branches(metrics)
     assert read == set(branches_needed(FORMATS["physlite"], sel))
     assert out["cutflow"][folder]["events_read"] == n
     n_tagged = sum(map(sum, want))
