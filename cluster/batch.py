@@ -34,6 +34,7 @@ from cluster._jobqueue import HTCondorCluster, Job, JobQueueCluster, PBSCluster,
 from cluster.config import BatchClusterConfig, walltime_seconds
 from cluster.errors import JobSubmitError
 from cluster.jobs import ensure_jobs_gone
+from cluster.worker_env import batch_job_prologue
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +208,11 @@ def _dashboard_address(address: str, host: str) -> str:
 
 def _job_kwargs(cfg: BatchClusterConfig, log_dir: Path, job_directory: Path) -> dict[str, Any]:
     """dask-jobqueue keyword arguments for ``cfg.kind``."""
-    prologue = [f"cd {shlex.quote(str(job_directory))}", *cfg.job_script_prologue]
+    prologue = [
+        f"cd {shlex.quote(str(job_directory))}",
+        *batch_job_prologue(),  # glibc's adaptive malloc thresholds (cluster.worker_env)
+        *cfg.job_script_prologue,
+    ]
     common: dict[str, Any] = {
         "cores": cfg.cores,
         "memory": cfg.memory,

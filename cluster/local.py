@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
+import dask
 import distributed
 from dask.system import CPU_COUNT
 
 from cluster.config import LocalClusterConfig
+from cluster.worker_env import forget_dask_trim_setting, local_worker_dask_config
 
 logger = logging.getLogger(__name__)
 
@@ -29,17 +31,20 @@ def make_local_cluster(
 
     Workers: ``n_workers``, else ``cfg.n_workers``, else cores // threads_per_worker.
     The dashboard listens on ``cfg.dashboard_address`` (a busy port is replaced by a free one).
+    Workers keep glibc's adaptive malloc thresholds (:mod:`cluster.worker_env`).
     """
     workers = n_workers or cfg.n_workers or default_local_workers(cfg.threads_per_worker)
-    cluster = distributed.LocalCluster(
-        n_workers=workers,
-        threads_per_worker=cfg.threads_per_worker,
-        processes=True,
-        memory_limit=cfg.memory_limit,
-        host=LOCAL_HOST,
-        dashboard_address=cfg.dashboard_address,
-        preload=[WORKER_PRELOAD],  # workers ignore Ctrl-C: the driver shuts them down
-    )
+    forget_dask_trim_setting()
+    with dask.config.set(local_worker_dask_config()):
+        cluster = distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=cfg.threads_per_worker,
+            processes=True,
+            memory_limit=cfg.memory_limit,
+            host=LOCAL_HOST,
+            dashboard_address=cfg.dashboard_address,
+            preload=[WORKER_PRELOAD],  # workers ignore Ctrl-C: the driver shuts them down
+        )
     logger.info(
         "local cluster: %d workers x %d threads, scheduler %s",
         workers,

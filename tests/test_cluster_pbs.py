@@ -59,6 +59,8 @@ def test_two_tls_workers_compute_log_and_leave_no_jobs(tmp_path: Path) -> None:
         assert client.submit(sum, futures).result(timeout=60) == sum(x * x for x in range(100))
         files = client.run(lambda: __import__("processor").__file__)
         assert set(files.values()) == {processor.__file__}
+        trim = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        assert set(trim.values()) == {None}, "batch workers must keep glibc's adaptive malloc"
         assert live_jobs(job_ids) == {j: "R" for j in job_ids}
         logs = sorted(p.name for p in log_dir.iterdir())
         assert all(any(j in name for name in logs) for j in job_ids), logs
