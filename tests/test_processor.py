@@ -13,6 +13,7 @@ from processor.config import validate_config
 from processor.opendata.formats import FORMATS, branches_needed
 from processor.opendata.weights import default_scale_factors, luminosity_pb, mc_weights
 from processor.physics.histograms import accumulator_size
+from processor.run.execute import process, run_processing
 from processor.synthetic import write_sample
 
 
@@ -50,6 +51,35 @@ def test_result_identical_on_a_two_worker_dask_cluster(sample, reference_output)
         ex = processor.DaskExecutor(client=client, status=False)
         out, _ = run_processor(sample, CONFIG, executor=ex, chunksize=2_500)
     assert_same_output(out, reference_output, rtol=1e-12)
+
+
+@pytest.mark.parametrize("align", [False, True])
+def test_preflight_spares_coffea_a_second_open_and_changes_nothing(
+    sample, reference_output, monkeypatch, align
+):
+    """coffea learns entries, UUID (and clusters) from the pre-flight reports instead of
+    opening every file again; the dataset metadata (is_mc: the weights) still reaches each
+    chunk, and the result is the one coffea's own pre-processing gives."""
+    opened: list[str] = []
+    real = processor.Runner.metadata_fetcher_root
+
+    def spy(*args):
+        opened.append(args[-1].filename)
+        return real(*args)
+
+    monkeypatch.setattr(processor.Runner, "metadata_fetcher_root", staticmethod(spy))
+    cfg = validate_config(
+        {
+            "mass_calculation_task_config": {"weighting": "mc"},
+            "executor": {"align_clusters": align, "chunksize": 3_000},
+        }
+    )
+    result = process(sample, cfg, status=False)
+    assert opened == []
+    assert result.metrics["chunks"] >= (2 if align else 6)
+    assert_same_output(result.out, reference_output, rtol=1e-12)
+    run_processing(sample, cfg, processor.IterativeExecutor(status=False), skipbadfiles=False)
+    assert sorted(opened) == sorted(p for d in sample.values() for p in d["files"])
 
 
 def test_unweighted_counts_are_exact_under_any_order(sample):

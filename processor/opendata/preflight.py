@@ -120,6 +120,10 @@ class FileReport:
     entries: int | None = None
     format: str | None = None
     error: str | None = None
+    #: the file's ROOT UUID (hex) and, with ``executor.align_clusters``, the tree's cluster
+    #: boundaries: what coffea's pre-processing would open the file again to learn
+    uuid: str | None = None
+    clusters: list[int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -158,6 +162,9 @@ def inspect_file(
             rep.tree = candidates[0]
             t = f[rep.tree]
             rep.entries = int(t.num_entries)
+            rep.uuid = f.file.fUUID.hex()
+            if config.executor.align_clusters:
+                rep.clusters = [int(c) for c in t.common_entry_offsets()]
             branches = set(t.keys())
             fmt = detect_format(rep.tree, branches, config.parsing_task_config.format, source=file)
             rep.format = fmt.name

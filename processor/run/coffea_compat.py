@@ -5,8 +5,10 @@ processed chunks, on the driver and on every worker) with ``bytes(..., "ascii")`
 non-ASCII character anywhere in an input path (``données/ü.root``) raised UnicodeEncodeError
 and aborted the whole run, even with skipbadfiles. :func:`patch_unicode_hash` replaces it with
 the same MD5 over UTF-8, which is byte-identical for ASCII text, so every existing hash (and
-checkpoint) stays as it was. This module is imported by ``mass_processor`` so that Dask
-workers, which import that module to unpickle the processor, are patched as well.
+checkpoint) stays as it was. It also makes coffea reuse a worker's open input file across
+the chunks of that file (:mod:`processor.run.open_files`). This module is imported by
+``mass_processor`` so that Dask workers, which import that module to unpickle the processor,
+are patched as well.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
+
+from processor.run import open_files
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,13 @@ def patch_unicode_hash() -> None:
     executor._hash = unicode_hash
 
 
-patch_unicode_hash()
+def patch_coffea() -> None:
+    """Apply every fix of this module (idempotent)."""
+    patch_unicode_hash()
+    open_files.install()
+
+
+patch_coffea()
 
 
 class CoffeaCompatPlugin(WorkerPlugin):
@@ -48,7 +58,7 @@ class CoffeaCompatPlugin(WorkerPlugin):
     def setup(self, worker: Any) -> None:
         """Called by Dask on each worker."""
         del worker
-        patch_unicode_hash()
+        patch_coffea()
 
 
 def register_on(client: Any) -> None:
