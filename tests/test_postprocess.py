@@ -11,6 +11,7 @@ from processor.output.postprocess import (
     postprocess,
     process_spectrum,
     same_flavour_pair,
+    unmatched_blacklist,
 )
 from processor.physics.histograms import MassGrid
 
@@ -226,6 +227,52 @@ def test_blacklisted_spectra_are_marked_with_or_without_prefix():
     c2 = cfg(hc={"blacklist": ["mass_e0m0_cat_1ex_1mx_0bx_0jx_0Zx_0gx_0tx"]})
     res2 = postprocess(hists, {FS: 100, "1e_1m_0j_0g_0t_0b": 100}, GRID, c2, False)
     assert res2.blacklisted == ["ROI_mass_e0m0_cat_1ex_1mx_0bx_0jx_0Zx_0gx_0tx"]
+
+
+def test_bumpnets_own_blacklist_entries_match_names_with_zero_photons_and_taus():
+    # BumpNet's configs list names without gx/tx; ours carry _0gx_0tx when g and t are types
+    m0j0, m0m1 = "0e_1m_1j_0g_0t_0b_0Z", "0e_2m_0j_0g_0t_0b_0Z_OS"
+    m0j0g = "0e_1m_1j_1g_0t_0b_0Z"
+    hists = {
+        (m0j0, "m0j0"): filled(SPECTRUM),
+        (m0m1, "m0m1"): filled(SPECTRUM),
+        (m0j0g, "m0j0"): filled(SPECTRUM),
+        ("0e_2m_0j_0g_0t_0b_0Z_SS", "m0m1"): filled(SPECTRUM),
+    }
+    counts = dict.fromkeys((fs for fs, _ in hists), 100)
+    entries = ["mass_m0j0_cat_0ex_1mx_0bx_1jx_0Zx", "ROI_mass_m0m1_cat_0ex_2mx_0bx_0jx_0Zx_OS"]
+    res = postprocess(hists, counts, GRID, cfg(hc={"blacklist": entries}), False)
+    assert sorted(res.blacklisted) == [
+        "ROI_mass_m0j0_cat_0ex_1mx_0bx_1jx_0Zx_0gx_0tx",
+        "ROI_mass_m0m1_cat_0ex_2mx_0bx_0jx_0Zx_0gx_0tx_OS",
+    ]  # not the one with a photon (1gx), not the SS pair
+    # with photons and taus not object types the names have no gx/tx: exact match, and an
+    # entry spelling out _0gx_0tx matches too
+    no_g_t = {"object_selection": {"types": ["e", "m", "j"]}}
+    c = validate_config(
+        {
+            **no_g_t,
+            "histogram_creation_task_config": {
+                "blacklist": ["mass_m0j0_cat_0ex_1mx_0bx_1jx_0Zx_0gx_0tx"]
+            },
+        }
+    )
+    res = postprocess({(m0j0, "m0j0"): filled(SPECTRUM)}, {m0j0: 100}, GRID, c, False)
+    assert res.blacklisted == ["ROI_mass_m0j0_cat_0ex_1mx_0bx_1jx_0Zx"]
+    assert unmatched_blacklist(
+        entries + ["mass_m0j0_cat_0ex_1mx_0bx_1jx_0Zx_1gx"],
+        [{"blacklisted": ["ROI_mass_m0j0_cat_0ex_1mx_0bx_1jx_0Zx_0gx_0tx"]}],
+    ) == ["ROI_mass_m0m1_cat_0ex_2mx_0bx_0jx_0Zx_OS", "mass_m0j0_cat_0ex_1mx_0bx_1jx_0Zx_1gx"]
+
+
+def test_os_and_ss_final_states_have_their_own_min_events_per_fs():
+    os_fs, ss_fs = "2e_0m_0j_0g_0t_0b_0Z_OS", "2e_0m_0j_0g_0t_0b_0Z_SS"
+    hists = {(os_fs, "e0e1"): filled(SPECTRUM), (ss_fs, "e0e1"): filled(SPECTRUM)}
+    # 100 + 60 events of the same counts: OS passes the cut of 100 alone, SS does not
+    res = postprocess(hists, {os_fs: 100, ss_fs: 60}, GRID, cfg(), False)
+    assert [s.fs for s in res.spectra] == [os_fs]
+    assert res.kept_fs == {os_fs: 100} and res.dropped_fs == {ss_fs: 60}
+    assert res.spectra[0].roi_name == "ROI_mass_e0e1_cat_2ex_0mx_0bx_0jx_0Zx_0gx_0tx_OS"
 
 
 def test_seed_blacklist_entries_may_omit_the_width():

@@ -253,6 +253,36 @@ def test_merging_two_halves_equals_one_run(workdir, small_inputs):
     assert mf["cutflow_total"]["events_read"] == 24_000
 
 
+def test_blacklist_in_the_file_and_the_manifest(workdir, small_inputs):
+    """A BumpNet-style entry (no gx/tx) is not written in any view and the manifest says so;
+    an entry matching nothing is reported as unmatched."""
+    d = workdir / "blacklist"
+    d.mkdir()
+    typo = "ROI_mass_e0e1_cat_9ex_0mx_0bx_0jx_0Zx"
+    cfg = d / "c.yaml"
+    cfg.write_text(
+        FAST + "histogram_creation_task_config:\n"
+        f"  blacklist: [mass_e0e1_cat_2ex_0mx_0bx_0jx_0Zx_OS, {typo}]\n"
+    )
+    run_dir = d / "run"
+    args = ["--executor", "iterative", "--config", str(cfg), "--run-dir", str(run_dir)]
+    res = run([*args, "--input", str(small_inputs[0])], d)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert typo in res.stderr  # the unmatched entry is logged
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["blacklist"]["unmatched"] == [typo]
+    data = manifest["histograms"]["data"]
+    name = "ROI_mass_e0e1_cat_2ex_0mx_0bx_0jx_0Zx_0gx_0tx_OS"
+    assert data["blacklisted"] == [name]
+    flagged = [s for s in data["spectra"] if s.get("blacklisted")]
+    assert [s["roi_name"] for s in flagged] == [name] and not flagged[0]["written"]
+    with uproot.open(run_dir / data["file"]) as f:
+        keys = f.keys(cycle=False)
+    base = name.removeprefix("ROI_")
+    assert not [k for k in keys if k.endswith(base)]  # no raw_/rebinned_/ROI_/outliers_ view
+    assert any(k.startswith("ROI_") for k in keys)
+
+
 @pytest.mark.realdata
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"real Open Data files not present at {SHARED}")
 def test_input_on_real_files(workdir):

@@ -332,16 +332,38 @@ def bumpnet_rejections(h: hist.Hist, cuts: BumpNetCuts | None = None) -> list[st
     return list(loader_verdict(h.values(), cuts or BumpNetCuts()).reasons)
 
 
+#: a BumpNet-grammar category (``{e}ex_{m}mx_{b}bx_{j}jx_{Z}Zx``) inside a name
+_BUMPNET_CATEGORY = re.compile(r"_cat_\d+ex_\d+mx_\d+bx_\d+jx_\d+Zx(?:_|$)")
+#: a zero photon / tau count part (``_0gx``, ``_0tx``) of a BumpNet-grammar name
+_ZERO_G_T = re.compile(r"_0[gt]x(?=_|$)")
+
+
+def _without_zero_g_t(name: str) -> str:
+    """A BumpNet-grammar name without its ``_0gx`` / ``_0tx`` parts (other names unchanged).
+
+    BumpNet's own names have no ``gx``/``tx`` at all; ours carry them whenever photons/taus are
+    object types, so ``mass_m0j0_cat_0ex_1mx_0bx_1jx_0Zx`` (BumpNet's config) and
+    ``mass_m0j0_cat_0ex_1mx_0bx_1jx_0Zx_0gx_0tx`` (ours) are the same spectrum.
+    """
+    return _ZERO_G_T.sub("", name) if _BUMPNET_CATEGORY.search(name) else name
+
+
 def blacklist_matcher(blacklist: list[str]) -> Callable[[str], bool]:
     """Whether a spectrum's base name (no view prefix) is blacklisted.
 
     Entries are exact names as in BumpNet's configs, with or without a view prefix; a seed name's
-    ``_width_{w}`` suffix may be left out.
+    ``_width_{w}`` suffix may be left out, and a BumpNet-grammar entry may leave out zero photon /
+    tau counts (``_0gx``, ``_0tx``), which BumpNet's own names never have: its config entry
+    ``mass_m0j0_cat_0ex_1mx_0bx_1jx_0Zx`` matches our ``mass_m0j0_cat_0ex_1mx_0bx_1jx_0Zx_0gx_0tx``
+    but not ``..._1gx_0tx``.
     """
-    wanted = {strip_view(b) for b in blacklist}
+    wanted = {_without_zero_g_t(strip_view(b)) for b in blacklist}
 
     def match(base: str) -> bool:
-        return base in wanted or base.rsplit("_width_", 1)[0] in wanted
+        return (
+            _without_zero_g_t(base) in wanted
+            or _without_zero_g_t(base.rsplit("_width_", 1)[0]) in wanted
+        )
 
     return match
 
