@@ -39,25 +39,28 @@ def cache_root() -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, suffix: str = ".tmp", fsync: bool = True) -> Iterator[Path]:
     """Yield a unique temporary sibling of ``path``; it becomes ``path`` only if the block succeeds.
 
-    The temporary file is flushed to disk before the rename, so a crash leaves either the old
-    file or the complete new one under the final name, never a half-written file. A write the
-    storage refuses (disk full, read-only, quota: :data:`STORAGE_ERRNOS`) raises
-    :class:`StorageError` naming ``path`` (the final name, not the temporary one).
+    The temporary file is flushed to disk before the rename (``fsync``), so a crash leaves either
+    the old file or the complete new one under the final name, never a half-written file. A write
+    the storage refuses (disk full, read-only, quota: :data:`STORAGE_ERRNOS`) raises
+    :class:`StorageError` naming ``path`` (the final name, not the temporary one). ``suffix`` ends
+    the temporary name (for writers that pick the format from it); it starts with a dot, so
+    globs of final names never see it.
     """
     final = Path(path)
     error: OSError | None = None
     tmp: Path | None = None
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
         os.close(fd)
         tmp = Path(name)
         yield tmp
-        with contextlib.suppress(OSError), open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if fsync:
+            with contextlib.suppress(OSError), open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, final)
     except OSError as exc:
         if exc.errno not in STORAGE_ERRNOS:

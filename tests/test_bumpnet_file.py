@@ -283,6 +283,21 @@ def test_raw_file_keeps_the_components_and_reads_them_back(tmp_path):
     assert back["mc"]["hists"].keys() == totals.keys()
 
 
+def test_raw_file_on_another_fine_grid_is_a_format_error_naming_file_and_fix(tmp_path):
+    """A raw file read with another config's fine grid: the package's own error (one line, the
+    file, the grid, the fix), still a ValueError for callers that catch that."""
+    from processor.errors import BumpnetError, FormatError
+
+    totals, counts, _ = _mc_inputs()
+    groups = {"mc": {"hists": totals, "fs_events": counts, "fs_sumw": {}}}
+    write_raw_file(tmp_path / "raw.root", groups, {})
+    with pytest.raises(FormatError) as err:
+        read_raw_file(tmp_path / "raw.root", MassGrid(10.0, 1000.0))
+    msg = str(err.value)
+    assert str(tmp_path / "raw.root") in msg and "fine binning" in msg and "\n" not in msg
+    assert isinstance(err.value, BumpnetError) and isinstance(err.value, ValueError)
+
+
 @pytest.fixture(scope="module")
 def mc_fileset(tmp_path_factory):
     """Three small synthetic MC datasets (ttbar, Zee, a Z') and one data file, with the

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from processor.errors import StorageError
 from processor.fsutil import atomic_path, atomic_write_json, cache_root
 from processor.opendata.download import (
     DataAccessError,
@@ -293,19 +294,17 @@ def fetch_release_metadata(release: str, cache_base: Path | None = None) -> _Met
     now = time.time()
     path = user_metadata_path(release)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         # save_metadata picks the format from the suffix: keep ".json"; the leading dot keeps
         # the half-written file out of atom's list of cached releases (metadata-*.json)
-        fd, tmp = tempfile.mkstemp(prefix=".bumpnet-", suffix=".tmp.json", dir=path.parent)
-        os.close(fd)
-        try:
-            atom.save_metadata(tmp)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        _write_origin(release, cache_base, path, api)
-    except OSError as exc:
+        with atomic_path(path, suffix=".tmp.json") as tmp:
+            atom.save_metadata(str(tmp))
+    except (OSError, StorageError) as exc:  # a cache we cannot write must not stop the run
         log.warning("could not write the metadata cache %s: %s", path, exc)
+    else:
+        try:
+            _write_origin(release, cache_base, path, api)
+        except OSError as exc:
+            log.warning("could not write the metadata cache %s: %s", path, exc)
     log.info("cached %d datasets of %s in %s", len(entries), release, path)
     return _Metadata(release, entries, "api", fetched_at=now, api_base_url=api)
 

@@ -19,7 +19,6 @@ from processor.errors import RunDirError
 from processor.fsutil import atomic_write_json
 from processor.output.postprocess import PostProcessResult
 from processor.output.readiness import group_readiness
-from processor.output.readiness import readiness_table as _readiness_table
 
 MANIFEST_NAME = "manifest.json"
 
@@ -116,12 +115,6 @@ class Manifest(_Open):
     blacklist: dict[str, list[str]] | None = None
     #: BumpNet's loader cuts the readiness verdicts used
     bumpnet_cuts: dict[str, float] | None = None
-
-
-def readiness_table(result: PostProcessResult) -> list[dict[str, Any]]:
-    """One row per spectrum of a sample group (see :func:`processor.output.readiness.readiness_table`,
-    the one place BumpNet's verdicts are made); the same rows are the group's ``spectra``."""
-    return _readiness_table(result)
 
 
 def group_record(result: PostProcessResult) -> dict[str, Any]:

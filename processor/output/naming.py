@@ -7,18 +7,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from processor.config import CATEGORY_ORDER, CHARGE_TAGS, COMBO_ORDER
 from processor.physics.finalstates import fs_label
 
-#: Object types in BumpNet's combination-label order: e, m, j, b, Z, g, t.
-BUMPNET_COMBO_ORDER = ("e", "m", "j", "b", "Z", "g", "t")
+#: Object types in BumpNet's combination-label order: e, m, j, b, Z, g, t (config.COMBO_ORDER).
+BUMPNET_COMBO_ORDER = COMBO_ORDER
 #: Counts in BumpNet's category order (``gx``/``tx`` only when photons/taus are active types).
 BUMPNET_CATEGORY_ORDER = ("e", "m", "b", "j", "Z", "g", "t")
-#: Counts in the seed's category order (DESIGN §2): e, m, j, g, t, b.
-SEED_CATEGORY_ORDER = ("e", "m", "j", "g", "t", "b")
-#: Every type, in the order the raw file's (lossless) categories list them.
-ALL_TYPES = ("e", "m", "b", "j", "Z", "g", "t")
-#: Charge tags: opposite- and same-sign lepton pair.
-CHARGE_TAGS = ("OS", "SS")
+#: Counts in the seed's category order (DESIGN §2): e, m, j, g, t, b (config.CATEGORY_ORDER).
+SEED_CATEGORY_ORDER = CATEGORY_ORDER
+#: Every type, in the order the raw file's (lossless) categories list them: BumpNet's order.
+ALL_TYPES = BUMPNET_CATEGORY_ORDER
 #: The views of one spectrum in the BumpNet file, in BumpNet's key order (DESIGN §9).
 VIEWS = ("raw", "rebinned", "ROI")
 #: The outlier tail's prefix: not ``ROI``, so BumpNet's loader never reads it.

@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.mathtext import MathTextParser
 from matplotlib.ticker import NullLocator
 
+from processor.config import CHARGE_TAGS
 from processor.errors import PlotsError  # noqa: F401  (re-exported)
 from processor.fsutil import atomic_path
 
@@ -293,7 +294,7 @@ def _fs_pretty(fs: str) -> str:
     """``2e_0m_1j_0g_0t_0b`` -> ``2e 1j`` (non-zero multiplicities, physics symbols)."""
     items = []
     for part in fs.split("_"):
-        if part in ("OS", "SS"):
+        if part in CHARGE_TAGS:
             items.append(r"\mathrm{" + part + "}")
             continue
         m = re.fullmatch(r"(\d+)([a-zA-Z])", part)

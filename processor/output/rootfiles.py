@@ -12,6 +12,7 @@ import hist
 import numpy as np
 import uproot
 
+from processor.errors import FormatError
 from processor.fsutil import atomic_path
 from processor.output.naming import (
     OUTLIER_PREFIX,
@@ -213,7 +214,7 @@ def _checked_fine(obj: Any, path: str | Path, name: str, grid: MassGrid) -> hist
     h = obj.to_hist()
     axis = h.axes[0]
     if len(axis) != grid.n_bins or not np.isclose(axis.edges[-1], grid.mass_max):
-        raise ValueError(
+        raise FormatError(
             f"{path}: {name} has {len(axis)} bins up to {axis.edges[-1]} GeV, but the "
             f"config's fine grid is {grid.n_bins} bins up to {grid.mass_max} GeV; use "
             "the same mass_calculation_task_config fine binning as the run"

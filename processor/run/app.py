@@ -19,6 +19,7 @@ from processor.errors import BumpnetError, ConfigError, DataAccessError, MergeEr
 from processor.fsutil import STORAGE_ERRNOS
 from processor.opendata.download import uproot_options
 from processor.opendata.fileset import FilesetPlan, build_fileset
+from processor.output.manifest import MANIFEST_NAME, read_manifest
 from processor.physics.accumulator import merge_outputs, total_cutflow
 from processor.run.cli import EXIT_OK, EXIT_PARTIAL, EXIT_PLOTS
 from processor.run.execute import (
@@ -414,7 +415,7 @@ def demo_finding_line(manifest: dict[str, Any]) -> str:
 
 def plots_only(run_dir: Path) -> int:
     """Re-make the plots of an existing run directory."""
-    if not (run_dir / "manifest.json").is_file():
+    if not (run_dir / MANIFEST_NAME).is_file():
         raise ConfigError(
             f"--run-dir {run_dir}: no manifest.json there; pass a finished run directory"
         )
@@ -438,7 +439,7 @@ def merge_only(args: argparse.Namespace, config: Config) -> int:
                 f"{args.run_dir}/shards: no shard directories to merge; did the batch jobs run?"
             )
     for src in sources:
-        if not (src / "manifest.json").is_file():
+        if not (src / MANIFEST_NAME).is_file():
             raise DataAccessError(
                 f"{src}: no manifest.json (unfinished or not a run directory); rerun it or leave it out"
             )
@@ -498,7 +499,7 @@ def check_mergeable(sources: list[Path], given: Config | None) -> Config | None:
             )
     seen: dict[str, Path] = {}
     for src in sources:
-        for row in read_json(src / "manifest.json").get("inputs", []):
+        for row in read_manifest(src, check=False).get("inputs", []):
             if not row.get("entries_processed"):
                 continue
             name = str(row["file"])

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 import warnings
@@ -24,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from processor.config import Config
 from processor.errors import InputError  # noqa: F401  (re-exported)
-from processor.fsutil import storage_error
+from processor.fsutil import atomic_path, storage_error
 from processor.opendata.download import coffea_runner_options
 from processor.opendata.preflight import FileReport, inspect_file
 from processor.opendata.retrying import with_io_retries
@@ -92,20 +90,16 @@ class AtomicCheckpointer(processor.SimpleCheckpointer):
         if isinstance(inner, dict) and inner.get("failures"):
             return None
         path = Path(self.filepath(metadata, processor_instance))
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         error: OSError | None = None
         try:
             import lz4.frame
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with lz4.frame.open(tmp, "wb") as fout:
+            # no fsync per chunk: a checkpoint lost in a crash is recomputed by --resume
+            with atomic_path(path, fsync=False) as tmp, lz4.frame.open(tmp, "wb") as fout:
                 cloudpickle.dump(output, fout)
-            os.replace(tmp, path)
-        except OSError as exc:
+        except OSError as exc:  # any other write failure counts as storage too (never an input)
             error = exc
         if error is not None:  # raised outside the except block: no OSError in the chain
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             raise storage_error(path, error)
         return None
 

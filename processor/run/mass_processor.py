@@ -46,7 +46,7 @@ class MassProcessor(processor.ProcessorABC):
         self.sel = config.object_selection
         self.mass = config.mass_calculation_task_config
         self.format_override = config.parsing_task_config.format
-        self.grid = MassGrid(self.mass.fine_bin_width_gev, self.mass.mass_max_gev)
+        self.grid = MassGrid.from_config(self.mass)
         self.weighted = self.mass.weighting == "mc"
         hc = config.histogram_creation_task_config
         self.by_process = hc.stacks_wanted()

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from processor.fsutil import atomic_write_text, cache_root
+
 from .meta import GENERATOR_VERSION, sample_filename
 from .sample import _write
 
@@ -26,14 +28,10 @@ LUMI_2025E_PB = 36600.0
 def demo_cache_dir() -> Path:
     """Where :func:`make_demo_sample` keeps the demo files.
 
-    ``$BUMPNET_CACHE_DIR/demo`` when ``BUMPNET_CACHE_DIR`` (the project's cache root) is set,
+    ``<cache root>/demo`` (:func:`processor.fsutil.cache_root`): ``$BUMPNET_CACHE_DIR/demo`` when set,
     else ``$XDG_CACHE_HOME/bumpnet-masses/demo`` (``~/.cache/bumpnet-masses/demo``).
     """
-    root = os.environ.get("BUMPNET_CACHE_DIR")
-    if root:
-        return Path(root).expanduser() / "demo"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "bumpnet-masses" / "demo"
+    return cache_root() / "demo"
 
 
 #: the demo's injected resonance and its seed
@@ -118,7 +116,7 @@ def make_demo_sample(cache_dir: str | Path | None = None, *, n_events: int = 200
                 files[spec["name"]] = recorded[spec["name"]]
         regenerated = len(todo)
         if regenerated:
-            _atomic_write_text(
+            atomic_write_text(
                 cache / _MANIFEST, json.dumps({"params": params, "files": files}, indent=2)
             )
         if regenerated:
@@ -196,12 +194,6 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager

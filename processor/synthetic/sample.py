@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import uproot
+
+from processor.fsutil import atomic_path
 
 from .generator import _generate
 from .meta import KINDS, SYNTHETIC_DSIDS, TREE_NAMES, _check_fmt_kind, _make_meta
@@ -108,27 +107,20 @@ def _write(
     meta = _make_meta(path, fmt, kind, n_events, seed, dsid, xsec)
     basket = basket_size or min(max(n_events, 1), _BLOCK)
     kind_code = KINDS.index(kind)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    try:
-        with uproot.recreate(tmp, compression=uproot.ZLIB(1)) as fout:
-            tree = None
-            for start in range(0, max(n_events, 1), _BLOCK):
-                stop = min(start + _BLOCK, n_events)
-                rng = np.random.default_rng(
-                    np.random.SeedSequence([seed, kind_code, 1 + start // _BLOCK])
-                )
-                events = _generate(rng, stop - start, signal_mass_gev, signal_fraction, meta.is_mc)
-                tb = _TreeBuilder()
-                _WRITERS[fmt](tb, events, meta, start)
-                if tree is None:
-                    tree = fout.mktree(TREE_NAMES[fmt], tb.types, counter_name=tb.counter_name)
-                for b0 in range(0, stop - start, basket):
-                    tree.extend({k: v[b0 : b0 + basket] for k, v in tb.data.items()})
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with atomic_path(path) as tmp, uproot.recreate(tmp, compression=uproot.ZLIB(1)) as fout:
+        tree = None
+        for start in range(0, max(n_events, 1), _BLOCK):
+            stop = min(start + _BLOCK, n_events)
+            rng = np.random.default_rng(
+                np.random.SeedSequence([seed, kind_code, 1 + start // _BLOCK])
+            )
+            events = _generate(rng, stop - start, signal_mass_gev, signal_fraction, meta.is_mc)
+            tb = _TreeBuilder()
+            _WRITERS[fmt](tb, events, meta, start)
+            if tree is None:
+                tree = fout.mktree(TREE_NAMES[fmt], tb.types, counter_name=tb.counter_name)
+            for b0 in range(0, stop - start, basket):
+                tree.extend({k: v[b0 : b0 + basket] for k, v in tb.data.items()})
     log.info(
         "wrote %s: %d %s events in %s format%s (%.2f s)",
         path,
