@@ -239,8 +239,10 @@ class ObjectSelection(_Strict):
     z_candidates: ZCandidates = Field(default_factory=ZCandidates)
     #: exactly two e/mu left after Z building: the final state gets _OS or _SS.
     charge_tags: bool = True
-    #: exactly three e/mu left: each pair's mass is its own combination, e.g. e0e2_OS.
-    three_lepton_pairs: bool = True
+    #: exactly three e/mu left: each pair's mass is its own combination, e.g. e0e2_OS
+    #: (named by the pair's charge relation). Not given: as charge_tags, so that switching
+    #: the charge features off gives the original's names and categories exactly.
+    three_lepton_pairs: bool | None = None  # a bool after validation
     overlap_removal: OverlapRemoval = Field(default_factory=OverlapRemoval)
 
     @field_validator("types")
@@ -252,6 +254,8 @@ class ObjectSelection(_Strict):
 
     @model_validator(mode="after")
     def _isolation_and_counts(self) -> ObjectSelection:
+        if self.three_lepton_pairs is None:
+            self.three_lepton_pairs = self.charge_tags
         for name in ("jets", "taus"):
             if getattr(self, name).rel_isolation_max is not None:
                 raise ValueError(

@@ -77,6 +77,22 @@ def test_design_defaults():
     assert cfg.histogram_creation_task_config.bin_width_gev == 10
 
 
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({}, True),
+        ({"charge_tags": False}, False),
+        ({"charge_tags": False, "three_lepton_pairs": True}, True),
+        ({"three_lepton_pairs": False}, False),
+    ],
+)
+def test_three_lepton_pairs_follow_charge_tags_unless_set(given, expected):
+    """Switching the charge features off (the original's recipe) also drops the charge-tagged
+    three-lepton pair masses; an explicit value wins."""
+    sel = validate_config({"object_selection": given}).object_selection
+    assert sel.three_lepton_pairs is expected
+
+
 def test_partial_override_keeps_other_defaults():
     cfg = validate_config(
         {"object_selection": {"electrons": {"id": "tight"}, "btagging": {"enabled": True}}}

@@ -32,9 +32,8 @@ def seed_config() -> Config:
     selection: dict[str, Any] = {}
     if "z_candidates" in fields:
         selection["z_candidates"] = {"enabled": False}
-    for switch in ("charge_tags", "three_lepton_pairs"):
-        if switch in fields:
-            selection[switch] = False
+    if "charge_tags" in fields:  # three_lepton_pairs follows it
+        selection["charge_tags"] = False
     if selection:
         data["object_selection"] = selection
     return validate_config(data)
