@@ -120,7 +120,7 @@ def test_layers_import_only_downwards(package):
 
 
 def test_physics_imports_only_config_and_numeric_libraries():
-    allowed_third_party = {"numpy", "awkward", "hist", "vector", "numba", "coffea"}
+    allowed_third_party = {"numpy", "awkward", "hist", "vector", "numba"}
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     bad = {}
     for p in _modules("processor/physics"):

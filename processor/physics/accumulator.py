@@ -30,8 +30,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from coffea.processor import accumulate
-
 from processor.physics.analysis import CUTFLOW_STEPS
 
 #: the top-level keys of an accumulator
@@ -50,11 +48,3 @@ def total_cutflow(out: Mapping[str, Any]) -> dict[str, int]:
         for k, v in steps.items():
             total[k] = total.get(k, 0) + int(v)
     return total
-
-
-def merge_outputs(outputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Add accumulators (histograms, counts, cutflows) of several runs or shards."""
-    merged = accumulate(outputs) if outputs else empty_output()
-    for key, value in empty_output().items():
-        merged.setdefault(key, value)
-    return merged

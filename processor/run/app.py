@@ -20,7 +20,7 @@ from processor.fsutil import STORAGE_ERRNOS
 from processor.opendata.download import uproot_options
 from processor.opendata.fileset import FilesetPlan, build_fileset
 from processor.output.manifest import MANIFEST_NAME, read_manifest
-from processor.physics.accumulator import merge_outputs, total_cutflow
+from processor.physics.accumulator import total_cutflow
 from processor.run.cli import EXIT_OK, EXIT_PARTIAL, EXIT_PLOTS
 from processor.run.execute import (
     ProcessingResult,
@@ -29,7 +29,7 @@ from processor.run.execute import (
     process_and_accumulate,
 )
 from processor.run.finish import finish_run, regenerate_plots, run_release
-from processor.run.merge import load_run_output
+from processor.run.merge import load_run_output, merge_outputs
 from processor.run.rundir import (
     attach_log_file,
     locked_run_dir,

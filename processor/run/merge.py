@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from coffea.processor import accumulate
+
 from processor.config import Config
 from processor.output.manifest import raw_file_path, read_manifest
 from processor.output.rootfiles import read_raw_file
+from processor.physics.accumulator import empty_output
 from processor.physics.histograms import MassGrid
 
 
@@ -24,3 +27,11 @@ def load_run_output(run_dir: Path, config: Config) -> tuple[dict[str, Any], dict
         "failures": {},
     }
     return out, manifest
+
+
+def merge_outputs(outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add accumulators (histograms, counts, cutflows) of several runs or shards."""
+    merged = accumulate(outputs) if outputs else empty_output()
+    for key, value in empty_output().items():
+        merged.setdefault(key, value)
+    return merged
