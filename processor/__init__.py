@@ -29,6 +29,7 @@ _EXPORTS = {
     "Config": "processor.config",
     "load_config": "processor.config",
     "build_fileset": "processor.opendata.fileset",
+    "energy_and_lumi": "processor.opendata.releases",
     "make_demo_sample": "processor.synthetic",
     "DEMO_SIGNAL_MASS_GEV": "processor.synthetic",
     "MassProcessor": "processor.run.mass_processor",
