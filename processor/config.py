@@ -41,6 +41,14 @@ PHYSICS_KEYS = (
     "mass_calculation_task_config",
     "parsing_task_config.format",
     "parsing_task_config.tree_name",
+    # the MC process a chunk's per-process copies are filed under
+    "histogram_creation_task_config.mc_groups",
+)
+#: keys that together decide whether a chunk carries per-process MC copies at all
+#: (:meth:`HistogramCreationConfig.stacks_wanted`): part of the physics only through that choice
+STACK_KEYS = (
+    "histogram_creation_task_config.mc_by_process",
+    "histogram_creation_task_config.naming",
 )
 Release = Literal[RELEASE_NAMES]  # type: ignore[valid-type]
 FormatName = Literal[("auto", *FORMAT_NAMES)]  # type: ignore[valid-type]
@@ -533,6 +541,9 @@ class Config(_Strict):
             for k, v in flatten(self.model_dump(mode="json")).items()
             if _under(k, PHYSICS_KEYS)
         }
+        flat["histogram_creation_task_config.stacks_wanted"] = (
+            self.histogram_creation_task_config.stacks_wanted()
+        )
         return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()
 
     def to_yaml(self) -> str:
@@ -569,6 +580,19 @@ def config_diff(
         for k in keys
         if fa.get(k) != fb.get(k) and (only is None or _under(k, only)) and not _under(k, ignore)
     ]
+
+
+def physics_diff(a: Config, b: Config) -> list[str]:
+    """Keys that make chunks of ``a`` and ``b`` differ: :data:`PHYSICS_KEYS`, plus
+    :data:`STACK_KEYS` when they change whether MC is kept by process."""
+    diff = config_diff(a, b, only=PHYSICS_KEYS)
+    wants = (
+        a.histogram_creation_task_config.stacks_wanted(),
+        b.histogram_creation_task_config.stacks_wanted(),
+    )
+    if wants[0] != wants[1]:
+        diff += config_diff(a, b, only=STACK_KEYS)
+    return diff
 
 
 def describe_diff(a: Config, b: Config, keys: list[str], names: tuple[str, str]) -> str:

@@ -147,6 +147,90 @@ def test_checkpoint_key_changes_with_physics_not_with_cluster(tmp_path):
     assert checkpoint_key(a) == checkpoint_key(c)
 
 
+def test_checkpoint_key_follows_the_mc_process_grouping(tmp_path):
+    """Chunks carry per-process MC copies filed under mc_groups: both the grouping and whether
+    copies are kept at all (mc_by_process, or naming when it is null) key the checkpoints."""
+    from processor.config import physics_diff
+    from processor.run.execute import checkpoint_key
+
+    def cfg(name: str, extra: str) -> object:
+        return load_config(config_file(tmp_path, name, 25, extra))
+
+    base = cfg("base.yaml", "")
+    regroup = cfg("g.yaml", "histogram_creation_task_config: {mc_groups: {ttbar: ['nomatch_']}}\n")
+    no_stacks = cfg("n.yaml", "histogram_creation_task_config: {mc_by_process: false}\n")
+    seed = cfg("s.yaml", "histogram_creation_task_config: {naming: seed}\n")  # null -> off
+    seed_stacks = cfg("ss.yaml", "histogram_creation_task_config: {naming: seed, mc_by_process: true}\n")  # fmt: skip
+    assert checkpoint_key(regroup) != checkpoint_key(base)
+    assert checkpoint_key(no_stacks) != checkpoint_key(base)
+    assert checkpoint_key(seed) == checkpoint_key(no_stacks) != checkpoint_key(base)
+    assert checkpoint_key(seed_stacks) == checkpoint_key(base)  # naming alone: same chunks
+    # a given mc_groups replaces the default mapping: every group differs
+    assert "histogram_creation_task_config.mc_groups.ttbar" in physics_diff(base, regroup)
+    assert physics_diff(base, seed) == ["histogram_creation_task_config.naming"]
+    assert physics_diff(base, seed_stacks) == []
+
+
+@pytest.fixture(scope="module")
+def mc_inputs(work) -> list[Path]:
+    d = work / "mc_inputs"
+    d.mkdir()
+    names = [(700320, "Sh_2214_Zee_maxHTpTV2_BFilter"), (410470, "PhPy8EG_A14_ttbar_hdamp258p75_nonallhad")]  # fmt: skip
+    return [
+        write_sample(
+            d / f"ODEO_FEB2025_v0_2to4lep_mc_{dsid}.{name}.2to4lep.root",
+            "2025e",
+            3_000,
+            seed=40 + i,
+            kind="mc",
+            dsid=dsid,
+        )
+        for i, (dsid, name) in enumerate(names)
+    ]
+
+
+def _by_process_groups(run_dir: Path) -> set[str]:
+    with uproot.open(run_dir / "histograms" / "raw_histograms.root") as f:
+        keys = f.keys(recursive=True, cycle=False)
+    return {k.split("/")[2] for k in keys if k.startswith("mc/by_process/") and k.count("/") == 3}
+
+
+@pytest.mark.slow
+def test_reused_run_dir_under_another_mc_grouping_recomputes_and_merges_refuse(work, mc_inputs):
+    """Same cuts, other mc_groups (ttbar filed under Zee): a reused --run-dir must not keep the
+    old per-process copies (bin by bin equal to a clean run), and a merge of the two is refused."""
+    from helpers import assert_same_hists
+
+    d = work / "regroup"
+    d.mkdir()
+    mc = "mass_calculation_task_config: {weighting: mc}\n"
+    regroup = "histogram_creation_task_config: {mc_groups: {ttbar: ['nomatch_'], Zee: ['(^|_)Zee', 'ttbar']}}\n"  # fmt: skip
+    cfg_a = config_file(d, "a.yaml", 25, mc)
+    cfg_b = config_file(d, "b.yaml", 25, mc + regroup)
+    files = ["--input", *map(str, mc_inputs)]
+    reused, clean_b = d / "reused", d / "clean_b"
+    res = runner([*FAST, "--config", str(cfg_a), *files, "--run-dir", str(reused)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _by_process_groups(reused) == {"Zee", "ttbar"}
+    kept = d / "kept_a"
+    import shutil
+
+    shutil.copytree(reused, kept)
+    res = runner([*FAST, "--config", str(cfg_b), *files, "--run-dir", str(reused)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "histogram_creation_task_config.mc_groups" in res.stderr  # the warning names it
+    res = runner([*FAST, "--config", str(cfg_b), *files, "--run-dir", str(clean_b)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _by_process_groups(reused) == _by_process_groups(clean_b) == {"Zee"}
+    for name in ("raw_histograms.root", "bumpnet_histograms_mc.root"):
+        assert assert_same_hists(reused / "histograms" / name, clean_b / "histograms" / name) > 5
+    res = runner(["--merge-only", str(kept), str(clean_b), "--run-dir", str(d / "m")], d)
+    assert res.returncode == 2, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert "histogram_creation_task_config.mc_groups" in line
+    assert not (d / "m" / "manifest.json").exists()
+
+
 # -- 2. --resume uses exactly the recorded config and inputs -----------------------------------
 
 

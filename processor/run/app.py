@@ -14,7 +14,7 @@ from typing import Any
 import uproot
 
 from cluster.batch import remove_tls_files
-from processor.config import PHYSICS_KEYS, Config, config_diff, describe_diff, load_config
+from processor.config import Config, describe_diff, load_config, physics_diff
 from processor.errors import BumpnetError, ConfigError, DataAccessError, MergeError
 from processor.fsutil import STORAGE_ERRNOS
 from processor.opendata.download import uproot_options
@@ -203,7 +203,7 @@ def _warn_reused_run_dir(run_dir: Path, config: Config) -> None:
         earlier = load_config(path)
     except ConfigError:
         return
-    diff = config_diff(earlier, config, only=PHYSICS_KEYS)
+    diff = physics_diff(earlier, config)
     if diff:
         log.warning(
             "%s holds a run with other physics settings (%s); its checkpoints are not reused and "
@@ -468,7 +468,7 @@ def merge_only(args: argparse.Namespace, config: Config) -> int:
 def check_mergeable(sources: list[Path], given: Config | None) -> Config | None:
     """Refuse runs that must not be added; return the runs' common config (None if unrecorded).
 
-    Every run must have the same physics settings (:data:`PHYSICS_KEYS`, also as a given
+    Every run must have the same physics settings (:func:`physics_diff`, also as a given
     ``--config``), no run may be listed twice, and no input file may have been processed by two
     runs. Errors name the keys, runs and files.
     """
@@ -489,7 +489,7 @@ def check_mergeable(sources: list[Path], given: Config | None) -> Config | None:
     if given is not None:
         configs.insert(0, (Path("--config"), given))
     for (src_a, a), (src_b, b) in zip(configs, configs[1:], strict=False):
-        diff = config_diff(a, b, only=PHYSICS_KEYS)
+        diff = physics_diff(a, b)
         if diff:
             raise MergeError(
                 f"--merge-only: {src_a} and {src_b} differ in physics settings: "
