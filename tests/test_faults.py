@@ -752,6 +752,27 @@ def test_plots_only_rewrites_the_set(work, plotted):
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".plots")]
 
 
+def test_plots_only_on_a_locked_run_dir_exits_4_and_leaves_the_plots(work, plotted):
+    """--plots-only while a run (or another --plots-only) holds the run directory's lock."""
+    import shutil
+
+    d = work / "plots_only_locked"
+    run_dir = d / "r"
+    shutil.copytree(plotted, run_dir)
+    before = {p.name: p.read_bytes() for p in (run_dir / "plots").iterdir()}
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, b"pid 1 on testhost since now\n")
+        res = runner(["--plots-only", "--run-dir", str(run_dir)], d)
+    finally:
+        os.close(fd)
+    assert res.returncode == 4, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert str(run_dir) in line and "in use by another run" in line
+    assert {p.name: p.read_bytes() for p in (run_dir / "plots").iterdir()} == before
+
+
 # -- 7. a read-only output location reports the real cause --------------------------------------
 
 

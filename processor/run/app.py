@@ -421,7 +421,8 @@ def plots_only(run_dir: Path) -> int:
     from processor.output.plots import check_plot_inputs
 
     check_plot_inputs(run_dir)
-    files = regenerate_plots(run_dir)
+    with locked_run_dir(run_dir):  # not while a run (or another --plots-only) writes there
+        files = regenerate_plots(run_dir)
     print(f"wrote {len(files)} plot file(s) to {run_dir / 'plots'}")
     return EXIT_OK
 
