@@ -583,6 +583,109 @@ def test_sigterm_then_resume_gives_the_clean_result(work, inputs, clean25):
     assert assert_same_run_histograms(run_dir, clean25) > 5
 
 
+def _start_local_run(
+    d: Path, run_dir: Path, cfg: Path, inputs: list[Path], workers: int
+) -> subprocess.Popen:
+    """A --local run in its own session, returned once its first chunk is checkpointed."""
+    env = {**os.environ, "BUMPNET_CACHE_DIR": str(d / "cache")}
+    proc = subprocess.Popen(
+        [sys.executable, str(RUNNER), "--local", "--workers", str(workers), "--config", str(cfg),
+         "--input", *map(str, inputs), "--run-dir", str(run_dir)],
+        cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    for line in proc.stdout:
+        if "Dask dashboard" in line:
+            break
+    for _ in range(600):
+        if proc.poll() is not None or list((run_dir / "checkpoints").rglob("*.coffea")):
+            break
+        threading.Event().wait(0.2)
+    return proc
+
+
+def _dask_worker_processes(pid: int) -> list:
+    import psutil
+
+    out = []
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            cmd = " ".join(child.cmdline())
+            if "spawn_main" in cmd and "resource_tracker" not in cmd:
+                out.append(child)
+    return out
+
+
+@pytest.mark.slow
+def test_sigkill_driver_leaves_no_process_and_resume_gives_the_clean_result(work, inputs, clean25):
+    """SIGKILL to the driver only (no handler runs): its worker processes go away by
+    themselves, the run-directory lock dies with it, and --resume RUN_DIR (the recorded run)
+    reloads the finished chunks: every entry counted once, bin by bin the clean result."""
+    import psutil
+
+    d = work / "sigkill_driver"
+    d.mkdir()
+    run_dir = d / "r"
+    proc = _start_local_run(d, run_dir, clean25.parent / "c25.yaml", inputs, workers=1)
+    workers: list = []
+    try:
+        if proc.poll() is not None:
+            pytest.skip("the run finished before SIGKILL could be sent")
+        workers = _dask_worker_processes(proc.pid)
+        assert workers, "no Dask worker process found under the runner"
+        n_done = len(list((run_dir / "checkpoints").rglob("*.coffea")))
+        proc.kill()  # SIGKILL, the driver alone
+        proc.communicate(timeout=60)
+        _, alive = psutil.wait_procs(workers, timeout=60)
+        assert not alive, f"worker processes left behind: {[p.pid for p in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for w in workers:  # only the processes this test started
+            with contextlib.suppress(psutil.Error):
+                w.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert n_done >= 1 and not (run_dir / "manifest.json").exists()
+    res = runner(["--local", "--workers", "1", "--resume", str(run_dir)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "ok" and not manifest["failures"]
+    assert [row["entries_processed"] for row in manifest["inputs"]] == [4_000, 4_000]
+    assert manifest["cutflow_total"]["events_read"] == 8_000
+    assert assert_same_run_histograms(run_dir, clean25) > 5
+
+
+@pytest.mark.slow
+def test_sigkill_worker_during_a_run_gives_the_clean_result(work, inputs, clean25):
+    """SIGKILL to one of two worker processes mid-run: the nanny restarts it, Dask reruns its
+    tasks, the run exits 0 with the clean result bin by bin."""
+    import psutil
+
+    d = work / "sigkill_worker"
+    d.mkdir()
+    run_dir = d / "r"
+    proc = _start_local_run(d, run_dir, clean25.parent / "c25.yaml", inputs, workers=2)
+    try:
+        if proc.poll() is not None:
+            pytest.skip("the run finished before a worker could be killed")
+        workers = _dask_worker_processes(proc.pid)
+        assert len(workers) == 2, workers
+        workers[0].send_signal(signal.SIGKILL)
+        psutil.wait_procs(workers[:1], timeout=30)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "ok" and not manifest["failures"]
+    assert [row["entries_processed"] for row in manifest["inputs"]] == [4_000, 4_000]
+    assert assert_same_run_histograms(run_dir, clean25) > 5
+
+
 # -- 5/6. storage errors (disk full) are never input failures -------------------------------------
 
 
