@@ -406,6 +406,43 @@ def test_merge_of_runs_sharing_an_input_is_refused(work, inputs, clean25):
     assert inputs[0].name in line and "count twice" in line
 
 
+def test_relative_inputs_resume_and_merge_from_another_directory(work, inputs, clean25):
+    """--input with relative paths: the run records them absolutely, so --resume from another
+    directory finds them; a merge sees the same file under two relative names (runs started in
+    different directories, one recorded the old relative way) and refuses it."""
+    import shutil
+
+    d = work / "relative"
+    (d / "in").mkdir(parents=True)
+    for f in inputs:
+        shutil.copy(f, d / "in" / f.name)
+    cfg = clean25.parent / "c25.yaml"
+    names = [f"in/{f.name}" for f in inputs]
+    res = runner([*FAST, "--config", str(cfg), "--input", *names, "--run-dir", "a"], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    fileset = json.loads((d / "a" / "fileset.json").read_text())["fileset"]
+    assert all(Path(f).is_absolute() for spec in fileset.values() for f in spec["files"])
+    (d / "a" / "manifest.json").unlink()  # as if killed before the end
+    elsewhere = d / "elsewhere"
+    elsewhere.mkdir()
+    res = runner([*FAST, "--resume", str(d / "a")], elsewhere)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert assert_same_run_histograms(d / "a", clean25) > 5
+    # run b: the first file again, named relative to in/
+    res = runner([*FAST, "--config", str(cfg), "--input", inputs[0].name, "--run-dir", "../b"], d / "in")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    manifest = json.loads((d / "a" / "manifest.json").read_text())  # the old, relative record
+    manifest["cwd"] = str(d)
+    for row in manifest["inputs"]:
+        row["file"] = str(Path(row["file"]).relative_to(d))
+    (d / "a" / "manifest.json").write_text(json.dumps(manifest))
+    res = runner(["--merge-only", "a", "b", "--run-dir", "m"], elsewhere.parent)
+    assert res.returncode == 2, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert inputs[0].name in line and "count twice" in line
+    assert not (d / "m" / "manifest.json").exists()
+
+
 def test_merge_of_disjoint_runs_equals_one_run(work, inputs, clean25):
     d = work / "merge_ok"
     d.mkdir()

@@ -450,7 +450,7 @@ def merge_only(args: argparse.Namespace, config: Config) -> int:
     for src in sources:
         out, manifest = load_run_output(src, config)
         outputs.append(out)
-        inputs += manifest.get("inputs", [])
+        inputs += _absolute_rows(manifest)
         failures += manifest.get("failures", [])
         wall += manifest.get("processing", {}).get("wall_time_s", 0.0)
         for d in manifest.get("datasets", []):
@@ -499,11 +499,12 @@ def check_mergeable(sources: list[Path], given: Config | None) -> Config | None:
             )
     seen: dict[str, Path] = {}
     for src in sources:
-        for row in read_json(src / "manifest.json").get("inputs", []):
+        manifest = read_json(src / "manifest.json")
+        for row in manifest.get("inputs", []):
             if not row.get("entries_processed"):
                 continue
             name = str(row["file"])
-            key = name if "://" in name else str(Path(name).resolve())
+            key = name if "://" in name else str(_input_path(name, manifest).resolve())
             if key in seen:
                 raise MergeError(
                     f"--merge-only: input {name} was processed by both {seen[key]} and {src}; its "
@@ -513,6 +514,22 @@ def check_mergeable(sources: list[Path], given: Config | None) -> Config | None:
     if given is None and configs:
         return configs[0][1]
     return None
+
+
+def _input_path(name: str, manifest: dict[str, Any]) -> Path:
+    """A local input as its run saw it: a relative name (runs before inputs were recorded
+    absolute) is relative to the directory the run was started in."""
+    return Path(manifest.get("cwd") or ".") / name
+
+
+def _absolute_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's input rows with local files named absolutely (valid from any directory)."""
+    return [
+        row
+        if "://" in str(row.get("file", "")) or Path(str(row.get("file", ""))).is_absolute()
+        else {**row, "file": str(_input_path(str(row["file"]), manifest).absolute())}
+        for row in manifest.get("inputs", [])
+    ]
 
 
 def _finish_merge(
