@@ -977,17 +977,21 @@ def test_permission_denied_names_the_final_path(tmp_path, monkeypatch):
     reason="coffea < 2026.4 opens files for pre-processing without uproot_options: the first "
     "read of each file is not retried there",
 )
-def test_flaky_http_storage_gives_the_local_result(work, inputs, clean25):
+@pytest.mark.parametrize(
+    "mode", [FAST, pytest.param(["--local", "--workers", "1"], marks=pytest.mark.slow)]
+)
+def test_flaky_http_storage_gives_the_local_result(work, inputs, clean25, mode):
     """A loopback HTTP server answering every 4th request with 503 serves the same files: the
-    result equals the local run bin by bin, no input failed, and the 503s were really seen."""
+    result equals the local run bin by bin, no input failed, and the 503s were really seen;
+    in process and on a real local Dask cluster (the retrying source travels to the workers)."""
     from http_server import LocalHTTPServer
 
-    d = work / "flaky"
+    d = work / f"flaky_{mode[0].strip('-')}"
     d.mkdir()
     cfg = config_file(d, "c.yaml", 25, "executor: {chunksize: 1500, align_clusters: false, io_retry_backoff_s: 0.05}\n")  # fmt: skip
     with LocalHTTPServer(root=inputs[0].parent, fail_every=4) as server:
         urls = [server.url_for(p.name) for p in inputs]
-        res = runner([*FAST, "--config", str(cfg), "--input", *urls, "--run-dir", str(d / "r")], d)
+        res = runner([*mode, "--config", str(cfg), "--input", *urls, "--run-dir", str(d / "r")], d)
         served = server.state.file_requests
     assert res.returncode == 0, res.stderr[-3000:]
     assert served >= 8 and "503" in res.stderr and "retry 1 of 3" in res.stderr
