@@ -443,6 +443,27 @@ def test_relative_inputs_resume_and_merge_from_another_directory(work, inputs, c
     assert not (d / "m" / "manifest.json").exists()
 
 
+def test_merge_of_runs_that_read_copies_of_one_file_is_refused(work, inputs, clean25):
+    """A copy of an input (as a download of a URL would be) has the same ROOT UUID: a run over
+    the copy and a run over the original are not added."""
+    import shutil
+
+    d = work / "merge_copy"
+    d.mkdir()
+    copy = Path(shutil.copy(inputs[0], d / "copy_of_the_first.root"))
+    other = d / "r0"
+    res = runner([*FAST, "--config", str(clean25.parent / "c25.yaml"), "--input", str(copy), "--run-dir", str(other)], d)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    with uproot.open(copy) as f:
+        uuid = str(f.file.uuid)
+    assert json.loads((other / "manifest.json").read_text())["inputs"][0]["uuid"] == uuid
+    res = runner(["--merge-only", str(clean25), str(other), "--run-dir", str(d / "m")], d)
+    assert res.returncode == 2, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert copy.name in line and inputs[0].name in line and "count twice" in line
+    assert not (d / "m" / "manifest.json").exists()
+
+
 def test_merge_of_disjoint_runs_equals_one_run(work, inputs, clean25):
     d = work / "merge_ok"
     d.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -120,6 +121,8 @@ class FileReport:
     entries: int | None = None
     format: str | None = None
     error: str | None = None
+    #: the ROOT file's UUID (the same for every copy of a file: how merges spot one file twice)
+    uuid: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -146,6 +149,8 @@ def inspect_file(
     rep = FileReport(file=file, dataset=dataset)
     try:
         with uproot.open(file, **(uproot_options or {})) as f:
+            with contextlib.suppress(AttributeError, ValueError):
+                rep.uuid = str(f.file.uuid)
             names = [k.split(";")[0] for k in f.keys(recursive=False)]
             candidates = [tree] if tree else [t for t in KNOWN_TREES if t in names]
             if not candidates or candidates[0] not in names:

@@ -497,7 +497,7 @@ def check_mergeable(sources: list[Path], given: Config | None) -> Config | None:
                 + describe_diff(a, b, diff, (str(src_a), str(src_b)))
                 + "; merge only runs made with the same cuts and binning"
             )
-    seen: dict[str, Path] = {}
+    seen: dict[str, tuple[Path, str]] = {}
     for src in sources:
         manifest = read_json(src / "manifest.json")
         for row in manifest.get("inputs", []):
@@ -505,12 +505,18 @@ def check_mergeable(sources: list[Path], given: Config | None) -> Config | None:
                 continue
             name = str(row["file"])
             key = name if "://" in name else str(_input_path(name, manifest).resolve())
-            if key in seen:
-                raise MergeError(
-                    f"--merge-only: input {name} was processed by both {seen[key]} and {src}; its "
-                    "events would count twice, leave one of the runs out"
-                )
-            seen[key] = src
+            # the same file at two places (a copy, a download of a URL) has the same ROOT UUID
+            keys = [key] + ([f"uuid {row['uuid']}"] if row.get("uuid") else [])
+            for k in keys:
+                if k in seen:
+                    other, other_name = seen[k]
+                    same = name if other_name == name else f"{name} (also read as {other_name})"
+                    raise MergeError(
+                        f"--merge-only: input {same} was processed by both {other} and {src}; "
+                        "its events would count twice, leave one of the runs out"
+                    )
+            for k in keys:
+                seen[k] = (src, name)
     if given is None and configs:
         return configs[0][1]
     return None

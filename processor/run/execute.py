@@ -169,6 +169,7 @@ class ProcessingResult:
                 "entries_processed": int(processed.get(r.file, 0)),
                 "status": "failed" if r.file in failed else "ok",
                 "error": failed.get(r.file),
+                "uuid": r.uuid,
             }
             for r in self.reports
         ]
