@@ -158,6 +158,7 @@ fi
 
 FROZEN_TMP="$(mktemp)"
 trap 'rm -f "$FROZEN_TMP"' EXIT
+GIVEN_RUN_DIR="${RUN_DIR:-}" # empty: the run directory is named by the runner's rule
 resolved="$(
     set +eu
     eval "$SETUP" >&2 || {
@@ -360,8 +361,26 @@ if [ "$DRY_RUN" = 1 ]; then
     trap 'rm -rf "$SCRIPTS" "$FROZEN_TMP"' EXIT
     echo "(dry run: nothing is created or submitted)"
 else
+    # Claim the run directory: jobs/ is created without -p, so of two submissions that chose the
+    # same directory (started in the same second, or the same RUN_DIR) exactly one gets it; the
+    # other takes the next free name (_1, _2, ...) or, with RUN_DIR given, stops.
+    base_dir="$RUN_DIR"
+    n=0
+    while :; do
+        mkdir -p "$RUN_DIR" || die 2 "cannot create the run directory $RUN_DIR"
+        mkdir "$RUN_DIR/jobs" 2>/dev/null && break
+        [ -d "$RUN_DIR/jobs" ] || die 2 "cannot create the run directory $RUN_DIR/jobs"
+        [ -z "$GIVEN_RUN_DIR" ] ||
+            die 2 "RUN_DIR=$RUN_DIR was just taken by another submission (jobs/ exists); choose a new directory"
+        n=$((n + 1))
+        RUN_DIR="${base_dir}_$n"
+    done
+    JOBS_DIR="$RUN_DIR/jobs"
+    LOG_DIR="$RUN_DIR/logs"
+    FROZEN_CONFIG="$JOBS_DIR/config.yaml"
+    IDS_FILE="$JOBS_DIR/job_ids"
     SCRIPTS="$JOBS_DIR"
-    for sub in histograms plots logs jobs; do
+    for sub in histograms plots logs; do
         mkdir -p "$RUN_DIR/$sub" || die 2 "cannot create the run directory $RUN_DIR"
     done
     mv "$FROZEN_TMP" "$FROZEN_CONFIG"

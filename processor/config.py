@@ -41,6 +41,14 @@ PHYSICS_KEYS = (
     "mass_calculation_task_config",
     "parsing_task_config.format",
     "parsing_task_config.tree_name",
+    # the MC process a chunk's per-process copies are filed under
+    "histogram_creation_task_config.mc_groups",
+)
+#: keys that together decide whether a chunk carries per-process MC copies at all
+#: (:meth:`HistogramCreationConfig.stacks_wanted`): part of the physics only through that choice
+STACK_KEYS = (
+    "histogram_creation_task_config.mc_by_process",
+    "histogram_creation_task_config.naming",
 )
 Release = Literal[RELEASE_NAMES]  # type: ignore[valid-type]
 FormatName = Literal[("auto", *FORMAT_NAMES)]  # type: ignore[valid-type]
@@ -537,6 +545,9 @@ class Config(_Strict):
             for k, v in flatten(self.model_dump(mode="json")).items()
             if _under(k, PHYSICS_KEYS)
         }
+        flat["histogram_creation_task_config.stacks_wanted"] = (
+            self.histogram_creation_task_config.stacks_wanted()
+        )
         return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()
 
     def to_yaml(self) -> str:
@@ -556,31 +567,6 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 def _under(key: str, prefixes: tuple[str, ...]) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
-
-
-def config_diff(
-    a: Config,
-    b: Config,
-    *,
-    only: tuple[str, ...] | None = None,
-    ignore: tuple[str, ...] = (),
-) -> list[str]:
-    """Dotted keys whose values differ between two configs (``only`` / ``ignore``: key prefixes)."""
-    fa, fb = flatten(a.model_dump(mode="json")), flatten(b.model_dump(mode="json"))
-    keys = sorted(set(fa) | set(fb))
-    return [
-        k
-        for k in keys
-        if fa.get(k) != fb.get(k) and (only is None or _under(k, only)) and not _under(k, ignore)
-    ]
-
-
-def describe_diff(a: Config, b: Config, keys: list[str], names: tuple[str, str]) -> str:
-    """``key (A: x, B: y)`` for the first few differing keys, on one line."""
-    fa, fb = flatten(a.model_dump(mode="json")), flatten(b.model_dump(mode="json"))
-    parts = [f"{k} ({names[0]}: {fa.get(k)!r}, {names[1]}: {fb.get(k)!r})" for k in keys[:5]]
-    more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
-    return ", ".join(parts) + more
 
 
 def _is_multiple(value: float, step: float) -> bool:

@@ -147,6 +147,90 @@ def test_checkpoint_key_changes_with_physics_not_with_cluster(tmp_path):
     assert checkpoint_key(a) == checkpoint_key(c)
 
 
+def test_checkpoint_key_follows_the_mc_process_grouping(tmp_path):
+    """Chunks carry per-process MC copies filed under mc_groups: both the grouping and whether
+    copies are kept at all (mc_by_process, or naming when it is null) key the checkpoints."""
+    from processor.configdiff import physics_diff
+    from processor.run.execute import checkpoint_key
+
+    def cfg(name: str, extra: str) -> object:
+        return load_config(config_file(tmp_path, name, 25, extra))
+
+    base = cfg("base.yaml", "")
+    regroup = cfg("g.yaml", "histogram_creation_task_config: {mc_groups: {ttbar: ['nomatch_']}}\n")
+    no_stacks = cfg("n.yaml", "histogram_creation_task_config: {mc_by_process: false}\n")
+    seed = cfg("s.yaml", "histogram_creation_task_config: {naming: seed}\n")  # null -> off
+    seed_stacks = cfg("ss.yaml", "histogram_creation_task_config: {naming: seed, mc_by_process: true}\n")  # fmt: skip
+    assert checkpoint_key(regroup) != checkpoint_key(base)
+    assert checkpoint_key(no_stacks) != checkpoint_key(base)
+    assert checkpoint_key(seed) == checkpoint_key(no_stacks) != checkpoint_key(base)
+    assert checkpoint_key(seed_stacks) == checkpoint_key(base)  # naming alone: same chunks
+    # a given mc_groups replaces the default mapping: every group differs
+    assert "histogram_creation_task_config.mc_groups.ttbar" in physics_diff(base, regroup)
+    assert physics_diff(base, seed) == ["histogram_creation_task_config.naming"]
+    assert physics_diff(base, seed_stacks) == []
+
+
+@pytest.fixture(scope="module")
+def mc_inputs(work) -> list[Path]:
+    d = work / "mc_inputs"
+    d.mkdir()
+    names = [(700320, "Sh_2214_Zee_maxHTpTV2_BFilter"), (410470, "PhPy8EG_A14_ttbar_hdamp258p75_nonallhad")]  # fmt: skip
+    return [
+        write_sample(
+            d / f"ODEO_FEB2025_v0_2to4lep_mc_{dsid}.{name}.2to4lep.root",
+            "2025e",
+            3_000,
+            seed=40 + i,
+            kind="mc",
+            dsid=dsid,
+        )
+        for i, (dsid, name) in enumerate(names)
+    ]
+
+
+def _by_process_groups(run_dir: Path) -> set[str]:
+    with uproot.open(run_dir / "histograms" / "raw_histograms.root") as f:
+        keys = f.keys(recursive=True, cycle=False)
+    return {k.split("/")[2] for k in keys if k.startswith("mc/by_process/") and k.count("/") == 3}
+
+
+@pytest.mark.slow
+def test_reused_run_dir_under_another_mc_grouping_recomputes_and_merges_refuse(work, mc_inputs):
+    """Same cuts, other mc_groups (ttbar filed under Zee): a reused --run-dir must not keep the
+    old per-process copies (bin by bin equal to a clean run), and a merge of the two is refused."""
+    from helpers import assert_same_hists
+
+    d = work / "regroup"
+    d.mkdir()
+    mc = "mass_calculation_task_config: {weighting: mc}\n"
+    regroup = "histogram_creation_task_config: {mc_groups: {ttbar: ['nomatch_'], Zee: ['(^|_)Zee', 'ttbar']}}\n"  # fmt: skip
+    cfg_a = config_file(d, "a.yaml", 25, mc)
+    cfg_b = config_file(d, "b.yaml", 25, mc + regroup)
+    files = ["--input", *map(str, mc_inputs)]
+    reused, clean_b = d / "reused", d / "clean_b"
+    res = runner([*FAST, "--config", str(cfg_a), *files, "--run-dir", str(reused)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _by_process_groups(reused) == {"Zee", "ttbar"}
+    kept = d / "kept_a"
+    import shutil
+
+    shutil.copytree(reused, kept)
+    res = runner([*FAST, "--config", str(cfg_b), *files, "--run-dir", str(reused)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "histogram_creation_task_config.mc_groups" in res.stderr  # the warning names it
+    res = runner([*FAST, "--config", str(cfg_b), *files, "--run-dir", str(clean_b)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _by_process_groups(reused) == _by_process_groups(clean_b) == {"Zee"}
+    for name in ("raw_histograms.root", "bumpnet_histograms_mc.root"):
+        assert assert_same_hists(reused / "histograms" / name, clean_b / "histograms" / name) > 5
+    res = runner(["--merge-only", str(kept), str(clean_b), "--run-dir", str(d / "m")], d)
+    assert res.returncode == 2, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert "histogram_creation_task_config.mc_groups" in line
+    assert not (d / "m" / "manifest.json").exists()
+
+
 # -- 2. --resume uses exactly the recorded config and inputs -----------------------------------
 
 
@@ -320,6 +404,64 @@ def test_merge_of_runs_sharing_an_input_is_refused(work, inputs, clean25):
     assert res.returncode == 2, res.stderr[-3000:]
     (line,) = error_lines(res)
     assert inputs[0].name in line and "count twice" in line
+
+
+def test_relative_inputs_resume_and_merge_from_another_directory(work, inputs, clean25):
+    """--input with relative paths: the run records them absolutely, so --resume from another
+    directory finds them; a merge sees the same file under two relative names (runs started in
+    different directories, one recorded the old relative way) and refuses it."""
+    import shutil
+
+    d = work / "relative"
+    (d / "in").mkdir(parents=True)
+    for f in inputs:
+        shutil.copy(f, d / "in" / f.name)
+    cfg = clean25.parent / "c25.yaml"
+    names = [f"in/{f.name}" for f in inputs]
+    res = runner([*FAST, "--config", str(cfg), "--input", *names, "--run-dir", "a"], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    fileset = json.loads((d / "a" / "fileset.json").read_text())["fileset"]
+    assert all(Path(f).is_absolute() for spec in fileset.values() for f in spec["files"])
+    (d / "a" / "manifest.json").unlink()  # as if killed before the end
+    elsewhere = d / "elsewhere"
+    elsewhere.mkdir()
+    res = runner([*FAST, "--resume", str(d / "a")], elsewhere)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert assert_same_run_histograms(d / "a", clean25) > 5
+    # run b: the first file again, named relative to in/
+    res = runner([*FAST, "--config", str(cfg), "--input", inputs[0].name, "--run-dir", "../b"], d / "in")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    manifest = json.loads((d / "a" / "manifest.json").read_text())  # the old, relative record
+    manifest["cwd"] = str(d)
+    for row in manifest["inputs"]:
+        row["file"] = str(Path(row["file"]).relative_to(d))
+    (d / "a" / "manifest.json").write_text(json.dumps(manifest))
+    res = runner(["--merge-only", "a", "b", "--run-dir", "m"], elsewhere.parent)
+    assert res.returncode == 2, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert inputs[0].name in line and "count twice" in line
+    assert not (d / "m" / "manifest.json").exists()
+
+
+def test_merge_of_runs_that_read_copies_of_one_file_is_refused(work, inputs, clean25):
+    """A copy of an input (as a download of a URL would be) has the same ROOT UUID: a run over
+    the copy and a run over the original are not added."""
+    import shutil
+
+    d = work / "merge_copy"
+    d.mkdir()
+    copy = Path(shutil.copy(inputs[0], d / "copy_of_the_first.root"))
+    other = d / "r0"
+    res = runner([*FAST, "--config", str(clean25.parent / "c25.yaml"), "--input", str(copy), "--run-dir", str(other)], d)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    with uproot.open(copy) as f:
+        uuid = str(f.file.uuid)
+    assert json.loads((other / "manifest.json").read_text())["inputs"][0]["uuid"] == uuid
+    res = runner(["--merge-only", str(clean25), str(other), "--run-dir", str(d / "m")], d)
+    assert res.returncode == 2, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert copy.name in line and inputs[0].name in line and "count twice" in line
+    assert not (d / "m" / "manifest.json").exists()
 
 
 def test_merge_of_disjoint_runs_equals_one_run(work, inputs, clean25):
@@ -499,6 +641,109 @@ def test_sigterm_then_resume_gives_the_clean_result(work, inputs, clean25):
     assert assert_same_run_histograms(run_dir, clean25) > 5
 
 
+def _start_local_run(
+    d: Path, run_dir: Path, cfg: Path, inputs: list[Path], workers: int
+) -> subprocess.Popen:
+    """A --local run in its own session, returned once its first chunk is checkpointed."""
+    env = {**os.environ, "BUMPNET_CACHE_DIR": str(d / "cache")}
+    proc = subprocess.Popen(
+        [sys.executable, str(RUNNER), "--local", "--workers", str(workers), "--config", str(cfg),
+         "--input", *map(str, inputs), "--run-dir", str(run_dir)],
+        cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    for line in proc.stdout:
+        if "Dask dashboard" in line:
+            break
+    for _ in range(600):
+        if proc.poll() is not None or list((run_dir / "checkpoints").rglob("*.coffea")):
+            break
+        threading.Event().wait(0.2)
+    return proc
+
+
+def _dask_worker_processes(pid: int) -> list:
+    import psutil
+
+    out = []
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            cmd = " ".join(child.cmdline())
+            if "spawn_main" in cmd and "resource_tracker" not in cmd:
+                out.append(child)
+    return out
+
+
+@pytest.mark.slow
+def test_sigkill_driver_leaves_no_process_and_resume_gives_the_clean_result(work, inputs, clean25):
+    """SIGKILL to the driver only (no handler runs): its worker processes go away by
+    themselves, the run-directory lock dies with it, and --resume RUN_DIR (the recorded run)
+    reloads the finished chunks: every entry counted once, bin by bin the clean result."""
+    import psutil
+
+    d = work / "sigkill_driver"
+    d.mkdir()
+    run_dir = d / "r"
+    proc = _start_local_run(d, run_dir, clean25.parent / "c25.yaml", inputs, workers=1)
+    workers: list = []
+    try:
+        if proc.poll() is not None:
+            pytest.skip("the run finished before SIGKILL could be sent")
+        workers = _dask_worker_processes(proc.pid)
+        assert workers, "no Dask worker process found under the runner"
+        n_done = len(list((run_dir / "checkpoints").rglob("*.coffea")))
+        proc.kill()  # SIGKILL, the driver alone
+        proc.communicate(timeout=60)
+        _, alive = psutil.wait_procs(workers, timeout=60)
+        assert not alive, f"worker processes left behind: {[p.pid for p in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for w in workers:  # only the processes this test started
+            with contextlib.suppress(psutil.Error):
+                w.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert n_done >= 1 and not (run_dir / "manifest.json").exists()
+    res = runner(["--local", "--workers", "1", "--resume", str(run_dir)], d)
+    assert res.returncode == 0, res.stderr[-3000:]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "ok" and not manifest["failures"]
+    assert [row["entries_processed"] for row in manifest["inputs"]] == [4_000, 4_000]
+    assert manifest["cutflow_total"]["events_read"] == 8_000
+    assert assert_same_run_histograms(run_dir, clean25) > 5
+
+
+@pytest.mark.slow
+def test_sigkill_worker_during_a_run_gives_the_clean_result(work, inputs, clean25):
+    """SIGKILL to one of two worker processes mid-run: the nanny restarts it, Dask reruns its
+    tasks, the run exits 0 with the clean result bin by bin."""
+    import psutil
+
+    d = work / "sigkill_worker"
+    d.mkdir()
+    run_dir = d / "r"
+    proc = _start_local_run(d, run_dir, clean25.parent / "c25.yaml", inputs, workers=2)
+    try:
+        if proc.poll() is not None:
+            pytest.skip("the run finished before a worker could be killed")
+        workers = _dask_worker_processes(proc.pid)
+        assert len(workers) == 2, workers
+        workers[0].send_signal(signal.SIGKILL)
+        psutil.wait_procs(workers[:1], timeout=30)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "ok" and not manifest["failures"]
+    assert [row["entries_processed"] for row in manifest["inputs"]] == [4_000, 4_000]
+    assert assert_same_run_histograms(run_dir, clean25) > 5
+
+
 # -- 5/6. storage errors (disk full) are never input failures -------------------------------------
 
 
@@ -668,6 +913,27 @@ def test_plots_only_rewrites_the_set(work, plotted):
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".plots")]
 
 
+def test_plots_only_on_a_locked_run_dir_exits_4_and_leaves_the_plots(work, plotted):
+    """--plots-only while a run (or another --plots-only) holds the run directory's lock."""
+    import shutil
+
+    d = work / "plots_only_locked"
+    run_dir = d / "r"
+    shutil.copytree(plotted, run_dir)
+    before = {p.name: p.read_bytes() for p in (run_dir / "plots").iterdir()}
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, b"pid 1 on testhost since now\n")
+        res = runner(["--plots-only", "--run-dir", str(run_dir)], d)
+    finally:
+        os.close(fd)
+    assert res.returncode == 4, res.stderr[-3000:]
+    (line,) = error_lines(res)
+    assert str(run_dir) in line and "in use by another run" in line
+    assert {p.name: p.read_bytes() for p in (run_dir / "plots").iterdir()} == before
+
+
 # -- 7. a read-only output location reports the real cause --------------------------------------
 
 
@@ -732,17 +998,21 @@ def test_permission_denied_names_the_final_path(tmp_path, monkeypatch):
     reason="coffea < 2026.4 opens files for pre-processing without uproot_options: the first "
     "read of each file is not retried there",
 )
-def test_flaky_http_storage_gives_the_local_result(work, inputs, clean25):
+@pytest.mark.parametrize(
+    "mode", [FAST, pytest.param(["--local", "--workers", "1"], marks=pytest.mark.slow)]
+)
+def test_flaky_http_storage_gives_the_local_result(work, inputs, clean25, mode):
     """A loopback HTTP server answering every 4th request with 503 serves the same files: the
-    result equals the local run bin by bin, no input failed, and the 503s were really seen."""
+    result equals the local run bin by bin, no input failed, and the 503s were really seen;
+    in process and on a real local Dask cluster (the retrying source travels to the workers)."""
     from http_server import LocalHTTPServer
 
-    d = work / "flaky"
+    d = work / f"flaky_{mode[0].strip('-')}"
     d.mkdir()
     cfg = config_file(d, "c.yaml", 25, "executor: {chunksize: 1500, align_clusters: false, io_retry_backoff_s: 0.05}\n")  # fmt: skip
     with LocalHTTPServer(root=inputs[0].parent, fail_every=4) as server:
         urls = [server.url_for(p.name) for p in inputs]
-        res = runner([*FAST, "--config", str(cfg), "--input", *urls, "--run-dir", str(d / "r")], d)
+        res = runner([*mode, "--config", str(cfg), "--input", *urls, "--run-dir", str(d / "r")], d)
         served = server.state.file_requests
     assert res.returncode == 0, res.stderr[-3000:]
     assert served >= 8 and "503" in res.stderr and "retry 1 of 3" in res.stderr

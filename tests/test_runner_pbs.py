@@ -151,3 +151,63 @@ def test_broken_qsub_fails_fast_with_one_line(
     assert not any(line.startswith("ERROR") for line in err.splitlines()), err
     assert not (tmp_path / "run" / "manifest.json").exists()
     assert set(live_jobs(list(qstat_states()))) <= before, "no job may be left behind"
+
+
+def test_sigterm_ends_the_jobs_removes_tls_and_resume_gives_the_same_result(
+    tmp_path: Path, config: Path, sample: list[Path]
+) -> None:
+    """SIGTERM (batch walltime of the driver) to a --pbs run mid-way: exit 143 with one line
+    saying --resume RUN_DIR, none of its worker jobs left, no TLS key or certificate left in the
+    run directory; --resume RUN_DIR (no --config, no --input) gives the clean result."""
+    import signal
+
+    run_dir = tmp_path / "run"
+    proc = runner("--pbs", config, run_dir, sample)
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if "Dask dashboard" in line:
+                break
+        for _ in range(900):  # bounded: at most ~180 s
+            if proc.poll() is not None or list((run_dir / "checkpoints").rglob("*.coffea")):
+                break
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            pytest.skip("the run finished before SIGTERM could be sent")
+        assert list((run_dir / ".dask-tls").iterdir()), "a --pbs run keeps its TLS files here"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    assert "SIGTERM" in errors[0] and f"--resume {run_dir}" in errors[0]
+    assert "Traceback" not in err
+    job_ids = sorted(
+        {m.group(1) for p in (run_dir / "logs").iterdir() if (m := re.search(r"\.[eo](\d+)$", p.name))}
+    )  # fmt: skip
+    assert job_ids, "the worker jobs wrote no logs"
+    for _ in range(30):  # qdel is asynchronous: bounded wait
+        if not live_jobs(job_ids):
+            break
+        time.sleep(1)
+    assert live_jobs(job_ids) == {}, "SIGTERM must leave no worker job behind"
+    tls = run_dir / ".dask-tls"
+    assert not tls.exists() or not list(tls.iterdir())
+    assert not (run_dir / "manifest.json").exists()
+
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "runner.py"), "--local", "--workers", "1", "--resume", str(run_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    clean = tmp_path / "clean"
+    ref = subprocess.run(
+        [sys.executable, str(REPO / "runner.py"), "--executor", "iterative", "--config",
+         str(config), "--input", *map(str, sample), "--run-dir", str(clean)],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    assert assert_same_run_histograms(run_dir, clean) > 100

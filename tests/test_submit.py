@@ -123,6 +123,53 @@ def test_bad_settings_fail_before_anything_is_created(
     assert not calls.exists(), "nothing may be submitted"
 
 
+def racing_qsub(bin_dir: Path, claim: str) -> tuple[Path, Path]:
+    """A fake qsub that, asked for its version (after submit.sh named the run directory, before
+    it creates it), claims the directories the bash words ``claim`` expand to, the way a
+    concurrent submission would (their jobs/); else it records the call and prints a job ID."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    calls = bin_dir / "calls"
+    script = bin_dir / "qsub"
+    script.write_text(
+        "#!/bin/bash\n"
+        'if [ "$1" = --version ]; then\n'
+        f'  for d in {claim}; do mkdir -p "$d/jobs"; done\n'
+        "  echo 'pbs_version = 2024.1'; exit 0\n"
+        "fi\n"
+        f'echo "$@" >> {shlex.quote(str(calls))}\necho 99\n'
+    )
+    script.chmod(0o755)
+    return script, calls
+
+
+def test_a_run_directory_claimed_by_a_concurrent_submission_is_not_shared(tmp_path: Path) -> None:
+    """Two submissions that chose the same run directory (same second, or the same RUN_DIR):
+    the one that finds jobs/ already created takes the next name, or stops if RUN_DIR was given."""
+    out = tmp_path / "out"
+    out.mkdir()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"run_metadata: {{run_name: race, base_output_dir: {out}}}\ntasks: {{do_plots: false}}\n")  # fmt: skip
+    # the default name: every race_<stamp> of the last minute is claimed by "the other" submission
+    claim = f'$(now=$(date +%s); for k in $(seq 0 59); do echo {out}/race_$(date -d "@$((now - k))" +%Y%m%d_%H%M%S); done)'  # fmt: skip
+    qsub, calls = racing_qsub(tmp_path / "bin", claim)
+    proc = run_submit(tmp_path, QSUB=str(qsub), PBS_FLAVOR="auto", CONFIG=str(config))
+    assert proc.returncode == 0, proc.stderr
+    run_dir = Path(proc.stdout.split("run directory:")[1].split()[0])
+    assert run_dir.name.startswith("race_") and run_dir.name.endswith("_1"), run_dir
+    assert (run_dir / "jobs" / "run.sh").is_file() and (run_dir / "jobs" / "config.yaml").is_file()
+    taken = Path(str(run_dir)[: -len("_1")])
+    assert [p.name for p in taken.iterdir()] == ["jobs"] and not list((taken / "jobs").iterdir())
+    assert calls.read_text().count("\n") == 1
+    # RUN_DIR given and claimed in between: stop, submit nothing
+    given = tmp_path / "given"
+    qsub, calls = racing_qsub(tmp_path / "bin2", str(given))
+    proc = run_submit(tmp_path, QSUB=str(qsub), PBS_FLAVOR="auto", CONFIG=str(config), RUN_DIR=str(given))  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "just taken by another submission" in last and str(given) in last
+    assert not calls.exists() and not list((given / "jobs").iterdir())
+
+
 @pytest.mark.parametrize(
     ("flavor", "array", "depend", "index_var"),
     [

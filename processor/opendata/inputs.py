@@ -76,7 +76,8 @@ def _classify(path_or_url: str) -> dict[str, Any]:
 
 
 def _expand_inputs(items: list[str]) -> list[str]:
-    """Files and URLs from paths, directories, globs and URLs (each glob sorted)."""
+    """Files and URLs from paths, directories, globs and URLs (each glob sorted); local files
+    as absolute paths."""
     out: list[str] = []
     for item in items:
         text = str(item).strip()
@@ -99,14 +100,18 @@ def _expand_inputs(items: list[str]) -> list[str]:
                     f"input glob '{text}' matches no files; check the directory and pattern "
                     "(quote it so that the shell does not expand it)"
                 )
-            out.extend(matches)
+            out.extend(os.path.abspath(p) for p in matches)
         elif Path(path).is_dir():
-            found = sorted(str(p) for p in Path(path).rglob("*") if _ROOT_FILE_RE.search(p.name))
+            found = sorted(
+                os.path.abspath(p) for p in Path(path).rglob("*") if _ROOT_FILE_RE.search(p.name)
+            )
             if not found:
                 raise DataAccessError(f"input directory '{text}' contains no .root files")
             out.extend(found)
         elif Path(path).is_file():
-            out.append(path)
+            # absolute: fileset.json and the manifest must name the file from any directory
+            # (a --resume or --merge-only started elsewhere)
+            out.append(os.path.abspath(path))
         else:
             raise DataAccessError(
                 f"input '{text}' does not exist; check the path (relative paths are relative "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -120,9 +121,11 @@ class FileReport:
     entries: int | None = None
     format: str | None = None
     error: str | None = None
-    #: the file's ROOT UUID (hex) and, with ``executor.align_clusters``, the tree's cluster
-    #: boundaries: what coffea's pre-processing would open the file again to learn
+    #: the ROOT file's UUID (the same for every copy of a file: how merges spot one file
+    #: twice; coffea's chunks carry it too)
     uuid: str | None = None
+    #: with ``executor.align_clusters``, the tree's cluster boundaries (with the entries and
+    #: the UUID, what coffea's pre-processing would open the file again to learn)
     clusters: list[int] | None = None
 
     @property
@@ -150,6 +153,8 @@ def inspect_file(
     rep = FileReport(file=file, dataset=dataset)
     try:
         with uproot.open(file, **(uproot_options or {})) as f:
+            with contextlib.suppress(AttributeError, ValueError):
+                rep.uuid = str(f.file.uuid)
             names = [k.split(";")[0] for k in f.keys(recursive=False)]
             candidates = [tree] if tree else [t for t in KNOWN_TREES if t in names]
             if not candidates or candidates[0] not in names:
@@ -162,7 +167,6 @@ def inspect_file(
             rep.tree = candidates[0]
             t = f[rep.tree]
             rep.entries = int(t.num_entries)
-            rep.uuid = f.file.fUUID.hex()
             if config.executor.align_clusters:
                 rep.clusters = [int(c) for c in t.common_entry_offsets()]
             branches = set(t.keys())

@@ -14,7 +14,8 @@ from typing import Any
 import uproot
 
 from cluster.batch import remove_tls_files
-from processor.config import PHYSICS_KEYS, Config, config_diff, describe_diff, load_config
+from processor.config import Config, load_config
+from processor.configdiff import describe_diff, physics_diff
 from processor.errors import BumpnetError, ConfigError, DataAccessError, MergeError
 from processor.fsutil import STORAGE_ERRNOS
 from processor.opendata.download import uproot_options
@@ -204,7 +205,7 @@ def _warn_reused_run_dir(run_dir: Path, config: Config) -> None:
         earlier = load_config(path)
     except ConfigError:
         return
-    diff = config_diff(earlier, config, only=PHYSICS_KEYS)
+    diff = physics_diff(earlier, config)
     if diff:
         log.warning(
             "%s holds a run with other physics settings (%s); its checkpoints are not reused and "
@@ -422,7 +423,8 @@ def plots_only(run_dir: Path) -> int:
     from processor.output.plots import check_plot_inputs
 
     check_plot_inputs(run_dir)
-    files = regenerate_plots(run_dir)
+    with locked_run_dir(run_dir):  # not while a run (or another --plots-only) writes there
+        files = regenerate_plots(run_dir)
     print(f"wrote {len(files)} plot file(s) to {run_dir / 'plots'}")
     return EXIT_OK
 
@@ -450,7 +452,7 @@ def merge_only(args: argparse.Namespace, config: Config) -> int:
     for src in sources:
         out, manifest = load_run_output(src, config)
         outputs.append(out)
-        inputs += manifest.get("inputs", [])
+        inputs += _absolute_rows(manifest)
         failures += manifest.get("failures", [])
         wall += manifest.get("processing", {}).get("wall_time_s", 0.0)
         for d in manifest.get("datasets", []):
@@ -469,7 +471,7 @@ def merge_only(args: argparse.Namespace, config: Config) -> int:
 def check_mergeable(sources: list[Path], given: Config | None) -> Config | None:
     """Refuse runs that must not be added; return the runs' common config (None if unrecorded).
 
-    Every run must have the same physics settings (:data:`PHYSICS_KEYS`, also as a given
+    Every run must have the same physics settings (:func:`physics_diff`, also as a given
     ``--config``), no run may be listed twice, and no input file may have been processed by two
     runs. Errors name the keys, runs and files.
     """
@@ -490,29 +492,52 @@ def check_mergeable(sources: list[Path], given: Config | None) -> Config | None:
     if given is not None:
         configs.insert(0, (Path("--config"), given))
     for (src_a, a), (src_b, b) in zip(configs, configs[1:], strict=False):
-        diff = config_diff(a, b, only=PHYSICS_KEYS)
+        diff = physics_diff(a, b)
         if diff:
             raise MergeError(
                 f"--merge-only: {src_a} and {src_b} differ in physics settings: "
                 + describe_diff(a, b, diff, (str(src_a), str(src_b)))
                 + "; merge only runs made with the same cuts and binning"
             )
-    seen: dict[str, Path] = {}
+    seen: dict[str, tuple[Path, str]] = {}
     for src in sources:
-        for row in read_manifest(src, check=False).get("inputs", []):
+        manifest = read_manifest(src, check=False)
+        for row in manifest.get("inputs", []):
             if not row.get("entries_processed"):
                 continue
             name = str(row["file"])
-            key = name if "://" in name else str(Path(name).resolve())
-            if key in seen:
-                raise MergeError(
-                    f"--merge-only: input {name} was processed by both {seen[key]} and {src}; its "
-                    "events would count twice, leave one of the runs out"
-                )
-            seen[key] = src
+            key = name if "://" in name else str(_input_path(name, manifest).resolve())
+            # the same file at two places (a copy, a download of a URL) has the same ROOT UUID
+            keys = [key] + ([f"uuid {row['uuid']}"] if row.get("uuid") else [])
+            for k in keys:
+                if k in seen:
+                    other, other_name = seen[k]
+                    same = name if other_name == name else f"{name} (also read as {other_name})"
+                    raise MergeError(
+                        f"--merge-only: input {same} was processed by both {other} and {src}; "
+                        "its events would count twice, leave one of the runs out"
+                    )
+            for k in keys:
+                seen[k] = (src, name)
     if given is None and configs:
         return configs[0][1]
     return None
+
+
+def _input_path(name: str, manifest: dict[str, Any]) -> Path:
+    """A local input as its run saw it: a relative name (runs before inputs were recorded
+    absolute) is relative to the directory the run was started in."""
+    return Path(manifest.get("cwd") or ".") / name
+
+
+def _absolute_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's input rows with local files named absolutely (valid from any directory)."""
+    return [
+        row
+        if "://" in str(row.get("file", "")) or Path(str(row.get("file", ""))).is_absolute()
+        else {**row, "file": str(_input_path(str(row["file"]), manifest).absolute())}
+        for row in manifest.get("inputs", [])
+    ]
 
 
 def _finish_merge(

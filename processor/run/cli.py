@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from processor._version import __version__
-from processor.config import Config, ConfigError, config_diff, describe_diff, load_config
+from processor.config import Config, ConfigError, load_config
+from processor.configdiff import config_diff, describe_diff
 from processor.errors import PlotsError, RunDirLockedError, RunInterrupted, StorageError
 
 log = logging.getLogger("bumpnet")

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 import time
+import uuid
 import warnings
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -164,6 +165,7 @@ class ProcessingResult:
                 "entries_processed": int(processed.get(r.file, 0)),
                 "status": "failed" if r.file in failed else "ok",
                 "error": failed.get(r.file),
+                "uuid": r.uuid,
             }
             for r in self.reports
         ]
@@ -260,7 +262,7 @@ def coffea_metadata(
             rep = known.get((dataset, path))
             if rep is None or rep.tree != tree or (align_clusters and rep.clusters is None):
                 continue
-            meta = {**user, "numentries": rep.entries, "uuid": bytes.fromhex(rep.uuid)}
+            meta = {**user, "numentries": rep.entries, "uuid": uuid.UUID(rep.uuid).bytes}
             if align_clusters:
                 meta["clusters"] = list(rep.clusters)
             out[processor.executor.FileMeta(dataset, path, tree)] = meta
