@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,3 +125,24 @@ def read_branches(metrics: dict) -> set[str]:
     """Branch names coffea's metrics list as read (``Accessed(branch, buffer_key)`` tuples up
     to coffea 2025.x, ``"branch-<buffer>"`` strings later)."""
     return {getattr(c, "branch", None) or str(c).rsplit("-", 1)[0] for c in metrics["columns"]}
+
+
+def wait_until_processing(proc: subprocess.Popen, run_dir: Path, timeout_s: float = 180.0) -> None:
+    """Wait (bounded) until a runner started with piped stdout has connected to its cluster and
+    checkpointed its first chunk, or has exited."""
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if "Dask dashboard" in line:
+            break
+    for _ in range(int(timeout_s / 0.2)):
+        if proc.poll() is not None or list((run_dir / "checkpoints").rglob("*.coffea")):
+            return
+        time.sleep(0.2)
+
+
+def assert_sigterm_exit(proc: subprocess.Popen, err: str, run_dir: Path) -> None:
+    """Exit 143 with exactly one ``error:`` line naming SIGTERM and ``--resume RUN_DIR``."""
+    assert proc.returncode == 143, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    assert "SIGTERM" in errors[0] and f"--resume {run_dir}" in errors[0]
+    assert "Traceback" not in err

@@ -20,7 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import uproot
-from helpers import assert_same_run_histograms, read_hists
+from helpers import (
+    assert_same_run_histograms,
+    assert_sigterm_exit,
+    read_hists,
+    wait_until_processing,
+)
 
 from processor.config import load_config
 from processor.synthetic import write_sample
@@ -613,14 +618,7 @@ def test_sigterm_then_resume_gives_the_clean_result(work, inputs, clean25):
         cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        # wait (bounded) until the run is processing: its first checkpoint exists
-        for line in proc.stdout:
-            if "Dask dashboard" in line:
-                break
-        for _ in range(600):
-            if proc.poll() is not None or list((run_dir / "checkpoints").rglob("*.coffea")):
-                break
-            threading.Event().wait(0.2)
+        wait_until_processing(proc, run_dir, timeout_s=120)
         if proc.poll() is not None:
             pytest.skip("the run finished before SIGTERM could be sent")
         proc.send_signal(signal.SIGTERM)
@@ -629,11 +627,7 @@ def test_sigterm_then_resume_gives_the_clean_result(work, inputs, clean25):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 143, err[-3000:]
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, err
-    assert "SIGTERM" in errors[0] and f"--resume {run_dir}" in errors[0]
-    assert "Traceback" not in err
+    assert_sigterm_exit(proc, err, run_dir)
     assert not (run_dir / "manifest.json").exists()
     # the recorded run: no --config, no --input
     res = runner(["--local", "--workers", "1", "--resume", str(run_dir)], d)
@@ -652,13 +646,7 @@ def _start_local_run(
         cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
-    for line in proc.stdout:
-        if "Dask dashboard" in line:
-            break
-    for _ in range(600):
-        if proc.poll() is not None or list((run_dir / "checkpoints").rglob("*.coffea")):
-            break
-        threading.Event().wait(0.2)
+    wait_until_processing(proc, run_dir, timeout_s=120)
     return proc
 
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import assert_same_run_histograms
+from helpers import assert_same_run_histograms, assert_sigterm_exit, wait_until_processing
 from pbs_helpers import fake_qsub, live_jobs, qstat_states
 
 from processor.synthetic import sample_filename, write_sample
@@ -164,13 +164,7 @@ def test_sigterm_ends_the_jobs_removes_tls_and_resume_gives_the_same_result(
     run_dir = tmp_path / "run"
     proc = runner("--pbs", config, run_dir, sample)
     try:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            if "Dask dashboard" in line:
-                break
-        for _ in range(900):  # bounded: at most ~180 s
-            if proc.poll() is not None or list((run_dir / "checkpoints").rglob("*.coffea")):
-                break
-            time.sleep(0.2)
+        wait_until_processing(proc, run_dir, timeout_s=180)
         if proc.poll() is not None:
             pytest.skip("the run finished before SIGTERM could be sent")
         assert list((run_dir / ".dask-tls").iterdir()), "a --pbs run keeps its TLS files here"
@@ -180,11 +174,7 @@ def test_sigterm_ends_the_jobs_removes_tls_and_resume_gives_the_same_result(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 143, err[-3000:]
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, err
-    assert "SIGTERM" in errors[0] and f"--resume {run_dir}" in errors[0]
-    assert "Traceback" not in err
+    assert_sigterm_exit(proc, err, run_dir)
     job_ids = sorted(
         {m.group(1) for p in (run_dir / "logs").iterdir() if (m := re.search(r"\.[eo](\d+)$", p.name))}
     )  # fmt: skip
