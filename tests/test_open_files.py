@@ -15,6 +15,8 @@ from processor.run import open_files
 from processor.run.execute import process
 from processor.synthetic import write_sample
 
+REUSE = {open_files.REUSE_OPTION: True}
+
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> list[Path]:
@@ -45,14 +47,14 @@ def _count_opens(monkeypatch) -> list[str]:
 def test_same_file_same_thread_is_opened_once_and_the_tree_read_once(files, monkeypatch):
     opened = _count_opens(monkeypatch)
     name = str(files[0])
-    with open_files.open_reused({name: None}) as a:
+    with open_files.open_reused({name: None}, **REUSE) as a:
         tree_a = a["analysis"]
-    with open_files.open_reused({name: None}) as b:
+    with open_files.open_reused({name: None}, **REUSE) as b:
         tree_b = b["analysis"]
     assert a is b and tree_a is tree_b
     assert opened == [name]
     assert not a.file.closed
-    with open_files.open_reused({str(files[1]): None}) as c:
+    with open_files.open_reused({str(files[1]): None}, **REUSE) as c:
         assert c is not a
     assert a.file.closed, "moving on to another file closes the previous one"
     assert open_files.release_open_files() == 1
@@ -64,16 +66,16 @@ def test_other_options_a_changed_file_or_another_thread_open_afresh(files, tmp_p
     copy = tmp_path / "copy.root"
     copy.write_bytes(files[0].read_bytes())
     name = str(copy)
-    with open_files.open_reused({name: None}) as a:
+    with open_files.open_reused({name: None}, **REUSE) as a:
         pass
-    with open_files.open_reused({name: None}, timeout=7) as b:
+    with open_files.open_reused({name: None}, timeout=7, **REUSE) as b:
         assert b is not a
     copy.write_bytes(files[1].read_bytes())  # rewritten in place: other size/mtime
     os.utime(copy, ns=(1, 1))
-    with open_files.open_reused({name: None}, timeout=7) as c:
+    with open_files.open_reused({name: None}, timeout=7, **REUSE) as c:
         assert c is not b and c["analysis"].num_entries == 3_000
     seen = []
-    t = threading.Thread(target=lambda: seen.append(open_files.open_reused({name: None})))
+    t = threading.Thread(target=lambda: seen.append(open_files.open_reused({name: None}, **REUSE)))
     t.start()
     t.join()
     assert seen[0]._directory is not c  # noqa: SLF001
@@ -83,10 +85,10 @@ def test_other_options_a_changed_file_or_another_thread_open_afresh(files, tmp_p
 
 def test_a_failing_chunk_closes_and_forgets_its_file(files):
     name = str(files[0])
-    with pytest.raises(RuntimeError), open_files.open_reused({name: None}) as a:
+    with pytest.raises(RuntimeError), open_files.open_reused({name: None}, **REUSE) as a:
         raise RuntimeError("read failed")
     assert a.file.closed
-    with open_files.open_reused({name: None}) as b:
+    with open_files.open_reused({name: None}, **REUSE) as b:
         assert b is not a and not b.file.closed
     assert open_files.release_open_files() == 1
 
@@ -104,9 +106,18 @@ def test_coffea_opens_through_it_and_a_run_leaves_nothing_open(files, monkeypatc
     assert result.metrics["chunks"] >= 8
     assert sorted(opened) == sorted(str(f) for f in files), "one open per file, not per chunk"
     assert open_files.release_open_files() == 0, "the run closed its files"
-    monkeypatch.setattr(executor, "uproot", uproot)
-    fresh, _ = run_processor(fileset, cfg, chunksize=700)
+    opened.clear()
+    fresh, _ = run_processor(fileset, cfg, chunksize=700)  # coffea alone: no reuse asked
+    assert len(opened) == result.metrics["chunks"] + len(files), "every chunk opens afresh"
+    assert open_files.release_open_files() == 0
     assert_same_output(result.out, fresh)
+
+
+def test_without_the_runners_option_nothing_is_kept_open(files):
+    with open_files.open_reused({str(files[0]): None}) as a:
+        pass
+    assert a.file.closed
+    assert open_files.release_open_files() == 0
 
 
 def test_a_file_rewritten_between_two_runs_is_read_anew(files, tmp_path):

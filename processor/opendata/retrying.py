@@ -109,6 +109,8 @@ class RetryingSource(uproot.source.fsspec.FSSpecSource):
     def __init__(self, file_path: str, coalesce_config: Any = None, **options: Any) -> None:
         self._io_retries = int(options.pop(RETRIES_OPTION, 3))
         self._io_backoff_s = float(options.pop(BACKOFF_OPTION, 1.0))
+        for key in [k for k in options if k.startswith("bumpnet_")]:  # the runner's, not fsspec's
+            options.pop(key)
         super().__init__(file_path, coalesce_config, **options)
 
     def _retry(self, fn: Callable[[], T]) -> T:

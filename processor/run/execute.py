@@ -30,7 +30,7 @@ from processor.opendata.retrying import with_io_retries
 from processor.physics.accumulator import empty_output
 from processor.run import coffea_compat
 from processor.run.mass_processor import MassProcessor
-from processor.run.open_files import release_open_files
+from processor.run.open_files import REUSE_OPTION, release_open_files
 from processor.run.stall import StallWatchdog
 
 log = logging.getLogger(__name__)
@@ -351,7 +351,8 @@ def process_and_accumulate(
                 executor,
                 skipbadfiles=skipbadfiles,
                 checkpoint_dir=checkpoint_dir,
-                uproot_options=uproot_options,
+                # one open per file and worker thread (processor.run.open_files)
+                uproot_options={**uproot_options, REUSE_OPTION: True},
                 reports=reports,
             )
         finally:

@@ -9,7 +9,9 @@ and modification time). uproot then serves the tree from the open file's object 
 
 The file is closed when the thread moves on to another file, when a chunk fails while
 reading it (the next chunk opens it afresh), and at the end of every run
-(:func:`release_open_files`, also on the Dask workers), so no handle outlives a run.
+(:func:`release_open_files`, also on the Dask workers), so no handle outlives a run. Only the
+runner's own runs reuse files: they pass the uproot option :data:`REUSE_OPTION`; coffea runs
+of anyone else in the same process open every chunk afresh as usual.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from typing import Any
 import uproot
 
 log = logging.getLogger(__name__)
+
+#: uproot option (removed before uproot sees it) with which a run asks for reused files
+REUSE_OPTION = "bumpnet_reuse_open_files"
 
 _lock = threading.Lock()
 #: thread id -> (key, open uproot directory)
@@ -80,8 +85,10 @@ class _Reused:
 
 
 def open_reused(path: Any, **options: Any) -> Any:
-    """``uproot.open(path, **options)``, reusing this thread's open file when it is the same."""
-    name = _file_name(path)
+    """``uproot.open(path, **options)``, reusing this thread's open file when it is the same
+    (only with ``REUSE_OPTION`` set: the runner's runs)."""
+    reuse = bool(options.pop(REUSE_OPTION, False))
+    name = _file_name(path) if reuse else None
     if name is None:
         return uproot.open(path, **options)
     key = (name, _disk_identity(name), repr(sorted(options.items(), key=lambda kv: kv[0])))
