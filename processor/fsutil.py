@@ -38,12 +38,31 @@ def cache_root() -> Path:
     return base / "bumpnet-masses"
 
 
+def current_umask() -> int:
+    """This process's umask (read without changing it where /proc allows)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """The permissions ``open``/``mkdir`` would give a new file/directory under the umask
+    (temporary files and directories are private until they take their final name)."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, suffix: str = ".tmp", fsync: bool = True) -> Iterator[Path]:
     """Yield a unique temporary sibling of ``path``; it becomes ``path`` only if the block succeeds.
 
     The temporary file is flushed to disk before the rename (``fsync``), so a crash leaves either
-    the old file or the complete new one under the final name, never a half-written file. A write
+    the old file or the complete new one under the final name, never a half-written file. The
+    file gets the permissions a plain ``open`` would give it (umask), not the temporary's 0600.
+    A write
     the storage refuses (disk full, read-only, quota: :data:`STORAGE_ERRNOS`) raises
     :class:`StorageError` naming ``path`` (the final name, not the temporary one). ``suffix`` ends
     the temporary name (for writers that pick the format from it); it starts with a dot, so
@@ -61,6 +80,8 @@ def atomic_path(path: str | Path, *, suffix: str = ".tmp", fsync: bool = True) -
         if fsync:
             with contextlib.suppress(OSError), open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
+        with contextlib.suppress(OSError):  # some mounts refuse chmod: keep the file anyway
+            os.chmod(tmp, default_mode())  # mkstemp's 0600 -> what a plain open would give
         os.replace(tmp, final)
     except OSError as exc:
         if exc.errno not in STORAGE_ERRNOS:

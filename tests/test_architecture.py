@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -323,6 +324,23 @@ def test_every_exception_class_shares_one_base():
             bad.append(f"{module}.{name}")
     assert n_errors >= 10  # the scan found the package's errors
     assert not bad, f"derive these from processor.errors.BumpnetError: {bad}"
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_atomic_files_get_the_permissions_the_umask_gives(tmp_path, mask):
+    """mkstemp's temporary is 0600; the final file is what a plain open would make."""
+    from processor.fsutil import atomic_write_text, current_umask
+
+    old = os.umask(mask)
+    try:
+        assert current_umask() == mask
+        atomic_write_text(tmp_path / "f.txt", "x")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_atomic_path_suffix_fsync_and_cleanup(tmp_path):

@@ -17,6 +17,7 @@ import pytest
 import uproot
 
 from processor.config import Config
+from processor.fsutil import current_umask
 from processor.output import plots
 from processor.output.naming import raw_name
 from processor.output.postprocess import process_spectrum
@@ -218,6 +219,10 @@ def test_make_plots_full_run(full_run: tuple[Path, dict[str, Any], list[Path]]) 
             check_png(path)
     check_pdf(run_dir / "plots" / "spectra.pdf", n_spectra(manifest))
     no_temporaries(run_dir)
+    # readable as the umask allows, like any file the user writes (not mkstemp/mkdtemp's 0600/0700)
+    mask = current_umask()
+    assert (run_dir / "plots").stat().st_mode & 0o777 == 0o777 & ~mask
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~mask for p in written)
 
 
 def test_fake_run_covers_the_edge_cases(

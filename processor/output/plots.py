@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing
@@ -21,7 +22,7 @@ from matplotlib.figure import Figure
 
 from processor.config import BumpNetCuts
 from processor.errors import PlotsError, StorageError
-from processor.fsutil import STORAGE_ERRNOS, storage_error
+from processor.fsutil import STORAGE_ERRNOS, default_mode, storage_error
 from processor.output import summary_plots
 from processor.output.manifest import raw_file_path, read_manifest
 from processor.output.mc_overlay import MC_GROUP, attach_mc, read_th1
@@ -447,6 +448,8 @@ def make_plots(run_dir: str | Path) -> list[Path]:
     try:
         written = _render(run_dir, manifest, new)
         try:
+            with contextlib.suppress(OSError):  # mkdtemp's 0700 -> as mkdir would
+                os.chmod(new, default_mode(directory=True))
             _swap_in(new, plots)
         except OSError as exc:
             if exc.errno in STORAGE_ERRNOS:
