@@ -80,7 +80,27 @@ class _DropReportedSubmitErrors(logging.Filter):
         return not isinstance(exc, JobSubmitError)
 
 
+class _DropAbandonedTimeouts(logging.Filter):
+    """Drop asyncio's "Future exception was never retrieved" for tornado's bare timeouts.
+
+    When start-up fails fast (a refused ``qsub``) and the client and cluster are closed
+    at once, a ``tornado.gen.with_timeout`` wait inside distributed (its batched-send
+    waker) can time out after its waiter was already gone; asyncio then logs an ERROR with
+    ``TimeoutError('Timeout')`` when the future is collected. Nobody waits on it, so it
+    changes no result -- but it is a second, misleading error line after the real one.
+    Any other never-retrieved exception is still logged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        abandoned = str(record.msg).startswith("Future exception was never retrieved")
+        return not (
+            abandoned and isinstance(exc, asyncio.TimeoutError) and str(exc) == "Timeout"
+        )
+
+
 logging.getLogger("tornado.application").addFilter(_DropReportedSubmitErrors())
+logging.getLogger("asyncio").addFilter(_DropAbandonedTimeouts())
 
 
 def _one_line(text: str, limit: int = 400) -> str:
