@@ -94,9 +94,7 @@ class _DropAbandonedTimeouts(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         abandoned = str(record.msg).startswith("Future exception was never retrieved")
-        return not (
-            abandoned and isinstance(exc, asyncio.TimeoutError) and str(exc) == "Timeout"
-        )
+        return not (abandoned and isinstance(exc, asyncio.TimeoutError) and str(exc) == "Timeout")
 
 
 logging.getLogger("tornado.application").addFilter(_DropReportedSubmitErrors())

@@ -13,6 +13,7 @@ from typing import Any
 import hist
 import matplotlib.image
 import numpy as np
+import pypdf
 import pytest
 import uproot
 
@@ -160,8 +161,17 @@ def n_spectra(manifest: dict[str, Any]) -> int:
 
 
 def pdf_pages(path: Path) -> int:
-    """Pages of a PDF (the /Type /Page objects; matplotlib writes them uncompressed)."""
-    return len(re.findall(rb"/Type\s*/Page\b(?!s)", path.read_bytes()))
+    """Pages of a PDF, as a PDF reader counts them."""
+    return len(pypdf.PdfReader(path).pages)
+
+
+def bookmarks(manifest: dict[str, Any]) -> list[str]:
+    """The bookmark of each spectrum page, in the manifest's order."""
+    return [
+        f"{group}: {s['combo']} | {s['fs']}"
+        for group, entry in manifest["histograms"].items()
+        for s in entry["spectra"]
+    ]
 
 
 def check_png(path: Path) -> None:
@@ -173,14 +183,19 @@ def check_png(path: Path) -> None:
     assert img[..., :3].std() > 0.01, f"{path} is blank"
 
 
-def check_pdf(path: Path, pages: int) -> None:
-    """A real PDF with the given number of pages."""
+def check_pdf(path: Path, pages: int, titles: list[str] | None = None) -> None:
+    """A real PDF with the given number of pages, one bookmark per page (``titles``, in page
+    order, when given)."""
     data = path.read_bytes()
     assert data.startswith(b"%PDF"), path
     assert data.rstrip().endswith(b"%%EOF"), path
-    assert pdf_pages(path) == pages
-    counts = re.findall(rb"/Type\s*/Pages\b.*?/Count\s+(\d+)", data, re.S)
-    assert counts and int(counts[0]) == pages, counts
+    reader = pypdf.PdfReader(path)
+    assert len(reader.pages) == pages
+    outline = [(item.title, reader.get_destination_page_number(item)) for item in reader.outline]
+    assert [page for _, page in outline] == list(range(pages)), outline
+    if titles is not None:
+        assert [title for title, _ in outline] == titles
+    assert reader.metadata.title == "BumpNet mass spectra"
 
 
 def expected_files(run_dir: Path, groups: tuple[str, ...]) -> set[Path]:
@@ -217,7 +232,7 @@ def test_make_plots_full_run(full_run: tuple[Path, dict[str, Any], list[Path]]) 
         assert path.parent == run_dir / "plots"
         if path.suffix == ".png":
             check_png(path)
-    check_pdf(run_dir / "plots" / "spectra.pdf", n_spectra(manifest))
+    check_pdf(run_dir / "plots" / "spectra.pdf", n_spectra(manifest), bookmarks(manifest))
     no_temporaries(run_dir)
     # readable as the umask allows, like any file the user writes (not mkstemp/mkdtemp's 0600/0700)
     mask = current_umask()
@@ -334,6 +349,38 @@ def test_many_spectra_paginate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     for name in overviews:
         check_png(tmp_path / "plots" / name)
     check_pdf(tmp_path / "plots" / "spectra.pdf", n_spectra(manifest))
+
+
+def _page_streams(path: Path) -> list[bytes]:
+    """What each page of a PDF draws (its content stream), in page order; the numbers of the
+    document's resource names (/A3 gs, /M50 Do, /F1 Tf) depend on the pages before, so they go."""
+    return [
+        re.sub(rb"/([A-Z]+)\d+\b", rb"/\1", page.get_contents().get_data())
+        for page in pypdf.PdfReader(path).pages
+    ]
+
+
+def test_pdf_in_parallel_parts_equals_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """spectra.pdf rendered in parts on two processes and joined has the pages of a one-process
+    rendering, in the same (manifest) order, with a bookmark per spectrum."""
+    kinds = ("z_tail_outliers", "z_tail", "falling", "tiny")
+    spectra = tuple((f"{i % 5}e_{i // 5}m_0j_0g_0t_0b", "e0e1", kinds[i % 4]) for i in range(11))
+    runs = {}
+    for n_proc in ("1", "2"):
+        run_dir = tmp_path / f"p{n_proc}"
+        run_dir.mkdir()
+        manifest = write_run_dir(run_dir, spectra=spectra, groups=("data", "mc"))
+        monkeypatch.setenv("BUMPNET_PLOT_PROCESSES", n_proc)
+        plots.make_plots(run_dir)
+        check_pdf(run_dir / "plots" / "spectra.pdf", n_spectra(manifest), bookmarks(manifest))
+        no_temporaries(run_dir)
+        runs[n_proc] = _page_streams(run_dir / "plots" / "spectra.pdf")
+    assert plots.plot_processes(100) == 2
+    assert len(plots.split_views(list(range(22)), plots.PDF_PARTS_PER_PROCESS * 2)) == 6
+    assert len(runs["2"]) == 22
+    assert runs["2"] == runs["1"]
 
 
 def test_failing_plot_raises_after_the_others(

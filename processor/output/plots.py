@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import multiprocessing
@@ -17,6 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import uproot
 from matplotlib.figure import Figure
 
@@ -58,7 +60,11 @@ from processor.output.spectrum_pages import (  # noqa: F401  (helpers the tests 
     _last_filled_edge,
     _log_limits,
     _rebin_raw,
+    join_spectra_parts,
     plot_spectra_pdf,
+    render_spectra_pages,
+    spectrum_views,
+    split_views,
 )
 from processor.output.stacks import summed_values
 from processor.output.summary_plots import (
@@ -71,6 +77,8 @@ logger = logging.getLogger(__name__)
 
 #: panels per overview PNG (a 4 x 4 grid)
 OVERVIEW_PANELS = 16
+#: spectra.pdf is rendered in this many parts per plotting process (load balance), then joined
+PDF_PARTS_PER_PROCESS = 3
 #: final states shown per group in final_state_counts.png
 TOP_FINAL_STATES = summary_plots.TOP_FINAL_STATES
 
@@ -197,12 +205,9 @@ def _overview_page(
         ax.set_visible(False)
     for ax, view in zip(axes.flat, views, strict=False):
         hists = [h for h in (view.roi, view.outliers) if h is not None]
-        if view.roi is not None:
-            ax.stairs(view.roi.values, view.roi.edges, fill=True, color=COLOR_ROI, alpha=0.85)
-        if view.outliers is not None:
-            ax.stairs(
-                view.outliers.values, view.outliers.edges, fill=True, color=COLOR_OUT, alpha=0.85
-            )
+        for h, color in ((view.roi, COLOR_ROI), (view.outliers, COLOR_OUT)):
+            if h is not None:
+                _filled_steps(ax, h, color)
         if view.split is not None:
             ax.axvline(view.split, color=COLOR_SPLIT, ls="-.", lw=1)
         limits = _log_limits([h.values for h in hists], room=0.3)
@@ -239,6 +244,13 @@ def _overview_page(
     return fig
 
 
+def _filled_steps(ax: Any, h: Hist1D, color: str) -> None:
+    """``h`` as a filled step histogram; what ``ax.stairs(fill=True)`` draws, but its data
+    limits are computed in one vectorised call (stairs walks the outline path in Python)."""
+    values = np.append(h.values, h.values[-1:])
+    ax.fill_between(h.edges, values, step="post", color=color, alpha=0.85, lw=0)
+
+
 def _header(fig: Figure, info: LabelInfo, data: bool, text: str) -> None:
     """A strip along the top of a multi-panel figure: ATLAS label, ``text``, √s and lumi."""
     h = fig.get_figheight()
@@ -249,11 +261,12 @@ def _header(fig: Figure, info: LabelInfo, data: bool, text: str) -> None:
     ax.text(1.0, 0.5, _rlabel(info), transform=ax.transAxes, ha="right", va="center", fontsize=13)
 
 
-def plot_overviews(
-    spectra: Mapping[str, list[SpectrumView]], info: LabelInfo, plots: Path
-) -> list[Path]:
-    """``spectra_overview_<group>.png`` (``_<k>.png`` if several pages), largest spectra first."""
-    written = []
+def overview_pages(
+    spectra: Mapping[str, list[SpectrumView]],
+) -> list[tuple[str, str, list[SpectrumView], int, int]]:
+    """The overview pages: (file name, group, views, page, pages) per page, largest spectra
+    first; ``spectra_overview_<group>.png``, or ``_<k>.png`` if a group has several pages."""
+    out = []
     for group, views in spectra.items():
         if not views:
             continue
@@ -267,9 +280,23 @@ def plot_overviews(
                 if len(pages) == 1
                 else f"spectra_overview_{group}_{k}.png"
             )
-            fig = _overview_page(chunk, info, group, k, len(pages))
-            written.append(_save_png(fig, plots / name, dpi=100))
-    return written
+            out.append((name, group, chunk, k, len(pages)))
+    return out
+
+
+def plot_overview_page(
+    page: tuple[str, str, list[SpectrumView], int, int], info: LabelInfo, plots: Path
+) -> Path:
+    """Write one page of :func:`overview_pages` into ``plots``."""
+    name, group, views, k, n = page
+    return _save_png(_overview_page(views, info, group, k, n), plots / name, dpi=100)
+
+
+def plot_overviews(
+    spectra: Mapping[str, list[SpectrumView]], info: LabelInfo, plots: Path
+) -> list[Path]:
+    """Every page of :func:`overview_pages`, in this process."""
+    return [plot_overview_page(page, info, plots) for page in overview_pages(spectra)]
 
 
 # --------------------------------------------------------------------------- summaries
@@ -399,13 +426,13 @@ def plot_processes(n_jobs: int) -> int:
 
 
 def _run_jobs(
-    jobs: list[tuple[str, Callable[[], Path | list[Path] | None]]],
+    jobs: list[tuple[str, Callable[[], Path | list[Path] | None]]], n_proc: int
 ) -> list[tuple[str, list[Path] | str]]:
     """Run the plot jobs, in parallel forked processes when there is more than one core, in
     the order given; results in job order. Falls back to one process if the pool fails."""
     global _JOBS
     _JOBS = list(jobs)
-    n_proc = plot_processes(len(jobs))
+    n_proc = max(1, min(n_proc, len(jobs)))
     try:
         if n_proc > 1:
             try:
@@ -475,26 +502,51 @@ def _render(run_dir: Path, manifest: Mapping[str, Any], plots: Path) -> list[Pat
     written: list[Path] = []
     failures: list[str] = []
 
-    # the quick summaries and overviews first, so that they are done within seconds; the
-    # per-spectrum PDF (most of the time) starts as soon as a process is free
+    # the quick summaries and overviews first, so that they are done within seconds; then the
+    # per-spectrum PDF (most of the time) in consecutive parts, joined at the end
+    views = spectrum_views(spectra)
+    n_proc = plot_processes(len(views) + 8)
+    parts = split_views(views, 1 if n_proc == 1 else PDF_PARTS_PER_PROCESS * n_proc)
+    part_files = [plots / f".spectra.part{i:03d}.pdf" for i in range(len(parts))]
+    processes = sorted({p for v in views for p in v.mc_parts})
     jobs: list[tuple[str, Callable[[], Path | list[Path] | None]]] = [
         (
             "processing_summary.png",
             lambda: plot_processing_summary(manifest, info, plots / "processing_summary.png"),
         ),
-        ("spectra overviews", lambda: plot_overviews(spectra, info, plots)),
+        *(
+            (page[0], functools.partial(plot_overview_page, page, info, plots))
+            for page in overview_pages(spectra)
+        ),
         (
             "final_state_counts.png",
             lambda: plot_final_state_counts(manifest, info, plots / "final_state_counts.png"),
         ),
         ("cutflow.png", lambda: plot_cutflow(manifest, info, plots / "cutflow.png")),
-        ("spectra.pdf", lambda: plot_spectra_pdf(spectra, info, plots / "spectra.pdf", cuts)),
+        *(
+            (
+                "spectra.pdf",
+                functools.partial(render_spectra_pages, part, info, file, cuts, processes),
+            )
+            for part, file in zip(parts, part_files, strict=True)
+        ),
     ]
-    for name, outcome in _run_jobs(jobs):
+    pdf_failed = False
+    for name, outcome in _run_jobs(jobs, n_proc):
         if isinstance(outcome, str):
             failures.append(f"{name}: {outcome}")
-            continue
-        written.extend(outcome)
+            pdf_failed |= name == "spectra.pdf"
+        elif name != "spectra.pdf":
+            written.extend(outcome)
+    if views and not pdf_failed:
+        try:
+            written.append(join_spectra_parts(part_files, views, plots / "spectra.pdf"))
+        except StorageError:
+            raise
+        except Exception as exc:
+            failures.append(f"spectra.pdf: {type(exc).__name__}: {' '.join(str(exc).split())}")
+    for file in part_files:
+        file.unlink(missing_ok=True)
     n_spectra = sum(len(v) for v in spectra.values())
     logger.debug("rendered %d plot files (%d spectra)", len(written), n_spectra)
     if failures:

@@ -475,15 +475,30 @@ class _SpectrumPage:
         return self.fig
 
 
-def plot_spectra_pdf(
-    spectra: Mapping[str, list[SpectrumView]], info: LabelInfo, path: Path, cuts_text: str = ""
-) -> Path | None:
-    """``spectra.pdf``: one page per spectrum, groups in manifest order (None: no spectra);
-    ``cuts_text``: BumpNet's loader cuts in words (:func:`readiness.loader_summary`)."""
-    views = [v for group in spectra.values() for v in group]
-    if not views:
-        return None
-    processes = sorted({p for v in views for p in v.mc_parts})
+def spectrum_views(spectra: Mapping[str, list[SpectrumView]]) -> list[SpectrumView]:
+    """Every spectrum of ``spectra`` in page order (groups in manifest order)."""
+    return [v for group in spectra.values() for v in group]
+
+
+def bookmark(view: SpectrumView) -> str:
+    """The PDF bookmark of a spectrum's page: group, combination, final state."""
+    return f"{view.group}: {view.combo} | {view.fs}"
+
+
+def render_spectra_pages(
+    views: list[SpectrumView],
+    info: LabelInfo,
+    path: Path,
+    cuts_text: str = "",
+    processes: list[str] | None = None,
+) -> Path:
+    """Write one page per view of ``views`` into the PDF ``path`` (atomically).
+
+    ``processes``: the MC processes of the legend, in order; give the same list to every
+    part of one document (default: those of ``views``).
+    """
+    if processes is None:
+        processes = sorted({p for v in views for p in v.mc_parts})
     pages: dict[tuple[bool, bool], _SpectrumPage] = {}
     with atomic_path(path) as tmp, PdfPages(tmp) as pdf:
         for view in views:
@@ -491,7 +506,51 @@ def plot_spectra_pdf(
             if kind not in pages:
                 pages[kind] = _SpectrumPage(info, kind[0], cuts_text, kind[1], processes)
             pdf.savefig(pages[kind].draw(view))
-        meta = pdf.infodict()
-        meta["Title"] = "BumpNet mass spectra"
-        meta["Creator"] = "bumpnet-masses processor.output.plots"
     return path
+
+
+def join_spectra_parts(parts: list[Path], views: list[SpectrumView], path: Path) -> Path:
+    """Join the part PDFs (in order, one page per view) into ``path`` with one bookmark per
+    page; raises ValueError if the parts do not hold one page per view."""
+    from pypdf import PdfWriter  # only the plots need it
+
+    writer = PdfWriter()
+    for part in parts:
+        writer.append(part)
+    if len(writer.pages) != len(views):
+        raise ValueError(f"the spectra parts hold {len(writer.pages)} pages, not {len(views)}")
+    for page, view in enumerate(views):
+        writer.add_outline_item(title=bookmark(view), page_number=page)
+    writer.add_metadata(
+        {"/Title": "BumpNet mass spectra", "/Creator": "bumpnet-masses processor.output.plots"}
+    )
+    writer.page_mode = "/UseOutlines"
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        writer.write(out)
+    writer.close()
+    return path
+
+
+def split_views(views: list[SpectrumView], n_parts: int) -> list[list[SpectrumView]]:
+    """``views`` cut into at most ``n_parts`` consecutive, nearly equal, non-empty parts."""
+    n_parts = max(1, min(n_parts, len(views)))
+    bounds = [round(i * len(views) / n_parts) for i in range(n_parts + 1)]
+    return [views[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+def plot_spectra_pdf(
+    spectra: Mapping[str, list[SpectrumView]], info: LabelInfo, path: Path, cuts_text: str = ""
+) -> Path | None:
+    """``spectra.pdf``: one page per spectrum, groups in manifest order, a bookmark per page
+    (None: no spectra); ``cuts_text``: BumpNet's loader cuts in words
+    (:func:`readiness.loader_summary`). :func:`plots.make_plots` renders the same document
+    in parts on several processes."""
+    views = spectrum_views(spectra)
+    if not views:
+        return None
+    part = path.with_name(f".{path.name}.part")
+    try:
+        render_spectra_pages(views, info, part, cuts_text)
+        return join_spectra_parts([part], views, path)
+    finally:
+        part.unlink(missing_ok=True)
