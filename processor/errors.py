@@ -59,7 +59,8 @@ class StorageError(BumpnetError, RuntimeError):
 
 
 class StallError(BumpnetError, RuntimeError):
-    """No task finished for executor.stall_timeout_s while workers were paused or missing."""
+    """No task finished for executor.stall_timeout_s while workers were paused or missing, or
+    a worker was killed (memory) every time it ran one chunk."""
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -1171,16 +1171,18 @@ def test_tls_files_are_removed_when_a_run_fails_and_when_a_pbs_cluster_starts(wo
 
 @pytest.mark.slow
 def test_too_little_worker_memory_fails_with_one_line(work, inputs):
-    """memory_limit 250MB on a real LocalCluster: workers pause or are restarted over and over;
-    the run fails (no hang) with one line naming cluster.local.memory_limit and the measured
-    worker memory, and says how to continue."""
+    """memory_limit 250MB on a real LocalCluster: workers pause, or are killed and restarted
+    over and over; the run fails (no hang) with one line naming cluster.local.memory_limit and
+    the measured worker memory, and says how to continue."""
     d = work / "stall"
     d.mkdir()
     cfg = config_file(d, "c.yaml", 25, "executor: {chunksize: 1500, align_clusters: false, stall_timeout_s: 10}\ncluster: {local: {memory_limit: 250MB}}\n")  # fmt: skip
     res = runner(["--local", "--workers", "1", "--config", str(cfg), "--input", *map(str, inputs), "--run-dir", str(d / "r")], d, timeout=600)  # fmt: skip
     assert res.returncode == 1, res.stderr[-3000:]
     (line,) = error_lines(res)
-    assert "stalled" in line and "cluster.local.memory_limit" in line
+    # which comes first is a race: the worker pauses (a stall) or the nanny kills it (memory)
+    assert "stalled" in line or "died every time it ran one chunk" in line, line
+    assert "cluster.local.memory_limit" in line
     assert re.search(r"measured worker memory \d+ MB of a \d+ MB limit", line), line
     assert "--resume" in line and "Traceback" not in res.stderr
     assert not (d / "r" / "manifest.json").exists()
@@ -1220,6 +1222,48 @@ def test_stall_watchdog_names_paused_workers_and_their_memory():
     msg = str(err.value)
     assert "1 of 1 worker(s) paused" in msg and "231 MB of a 250 MB limit" in msg
     assert "cluster.local.memory_limit" in msg
+
+
+def test_a_chunk_whose_worker_is_killed_every_time_fails_with_the_memory_line():
+    """coffea re-raises Dask's KilledWorker (the nanny killed the worker for memory three times
+    on one chunk) as a RuntimeError; the watchdog turns it into the same kind of one line as a
+    stall: the file, the measured memory, the key to raise and --resume."""
+    from distributed.scheduler import KilledWorker
+
+    from processor.errors import StallError
+    from processor.run.stall import StallWatchdog
+
+    class Scheduler:
+        def run_on_scheduler(self, fn: object) -> int:
+            return 1
+
+        def scheduler_info(self, n_workers: int = -1) -> dict:
+            worker = {"status": "running", "memory_limit": 250_000_000, "metrics": {"memory": 240_000_000}}  # fmt: skip
+            return {"workers": {"tcp://127.0.0.1:1": worker}}
+
+    def coffea_error() -> RuntimeError:
+        try:
+            raise KilledWorker("chunk-1", "tcp://127.0.0.1:1", 3)
+        except KilledWorker as killed:
+            try:
+                raise RuntimeError(
+                    "Work item WorkItem(dataset='data', filename='/data/f.root', treename='t') "
+                    "caused a KilledWorker exception (likely a segfault or out-of-memory issue)"
+                ) from killed
+            except RuntimeError as exc:
+                return exc
+
+    dog = StallWatchdog(Scheduler(), 60, "cluster.local.memory_limit", poll_s=0.05)
+    with pytest.raises(StallError) as err, dog:
+        threading.Event().wait(0.2)  # the watchdog has measured the worker
+        raise coffea_error()
+    msg = str(err.value)
+    assert "died every time it ran one chunk of /data/f.root" in msg
+    assert "240 MB of a 250 MB limit" in msg and "cluster.local.memory_limit" in msg
+    assert "--resume" in msg
+    # any other failure passes through unchanged
+    with pytest.raises(ValueError, match="other"), StallWatchdog(Scheduler(), 60, "k", poll_s=0.05):
+        raise ValueError("other")
 
 
 # -- 12 (rest). Ctrl-C to the whole process group: no worker tracebacks -------------------------

@@ -4,12 +4,14 @@ Workers pause when their memory passes Dask's pause threshold (80 % of ``memory_
 then never take another task; without a watchdog the run waits forever without a word.
 :class:`StallWatchdog` polls the scheduler; when no task has finished for
 ``executor.stall_timeout_s`` while workers are paused or missing, it stops the run with a
-:class:`StallError` naming the memory setting and the measured worker memory.
+:class:`StallError` naming the memory setting and the measured worker memory. A chunk whose
+worker is killed (memory) every time it runs it ends the run with the same kind of line.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 import time
@@ -23,6 +25,18 @@ log = logging.getLogger(__name__)
 def _transitions(dask_scheduler: Any) -> int:
     """The scheduler's transition counter (runs on the scheduler; grows as tasks finish)."""
     return int(dask_scheduler.transition_counter)
+
+
+def _killed_worker(exc: BaseException) -> bool:
+    """Whether ``exc`` (or one it came from) is Dask's KilledWorker, as coffea re-raises it."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if type(cur).__name__ == "KilledWorker" or "KilledWorker exception" in str(cur):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _mb(n: float | None) -> str:
@@ -69,7 +83,21 @@ class StallWatchdog:
             self._thread.join(timeout=30)
         if self.message is not None:  # whatever the interrupt turned into on its way up
             raise StallError(self.message) from None
+        if exc is not None and self.client is not None and _killed_worker(exc):
+            raise StallError(self._describe_killed(exc)) from None
         return False
+
+    def _describe_killed(self, exc: BaseException) -> str:
+        """One line for a chunk whose worker the nanny killed (memory) or that crashed it."""
+        where = re.search(r"filename='([^']+)'", str(exc))
+        return (
+            "a Dask worker died every time it ran one chunk"
+            + (f" of {where.group(1)}" if where else "")
+            + " (killed for exceeding its memory limit, or crashed); measured worker memory "
+            f"{_mb(self._max_memory)} of a {_mb(self._limit)} limit: raise {self.memory_key} "
+            "(or lower executor.chunksize), then continue with runner.py --resume RUN_DIR "
+            "(finished chunks are checkpointed)"
+        )
 
     def _sample(self) -> tuple[int, list[dict[str, Any]]]:
         counter = self.client.run_on_scheduler(_transitions)
