@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +15,14 @@ import pytest
 from pbs_helpers import batch_system_problem, pbs_required
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The Ctrl-C tests send SIGINT to runs started as child processes. A suite started in the
+# background by a non-interactive shell (`make test &`, a CI step run with `&`) inherits
+# SIGINT *ignored*, and so would every child: its runs would finish with exit 0 and its
+# clusters would sleep on after "Ctrl-C". Handled signals are reset to the default at exec,
+# so handling SIGINT here gives every child the default (KeyboardInterrupt) back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
