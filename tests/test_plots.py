@@ -160,11 +160,6 @@ def n_spectra(manifest: dict[str, Any]) -> int:
     return sum(len(g["spectra"]) for g in manifest["histograms"].values())
 
 
-def pdf_pages(path: Path) -> int:
-    """Pages of a PDF, as a PDF reader counts them."""
-    return len(pypdf.PdfReader(path).pages)
-
-
 def bookmarks(manifest: dict[str, Any]) -> list[str]:
     """The bookmark of each spectrum page, in the manifest's order."""
     return [

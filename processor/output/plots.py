@@ -61,7 +61,6 @@ from processor.output.spectrum_pages import (  # noqa: F401  (helpers the tests 
     _log_limits,
     _rebin_raw,
     join_spectra_parts,
-    plot_spectra_pdf,
     render_spectra_pages,
     spectrum_views,
     split_views,
@@ -292,13 +291,6 @@ def plot_overview_page(
     return _save_png(_overview_page(views, info, group, k, n), plots / name, dpi=100)
 
 
-def plot_overviews(
-    spectra: Mapping[str, list[SpectrumView]], info: LabelInfo, plots: Path
-) -> list[Path]:
-    """Every page of :func:`overview_pages`, in this process."""
-    return [plot_overview_page(page, info, plots) for page in overview_pages(spectra)]
-
-
 # --------------------------------------------------------------------------- summaries
 
 
@@ -505,7 +497,9 @@ def _render(run_dir: Path, manifest: Mapping[str, Any], plots: Path) -> list[Pat
     # the quick summaries and overviews first, so that they are done within seconds; then the
     # per-spectrum PDF (most of the time) in consecutive parts, joined at the end
     views = spectrum_views(spectra)
-    n_proc = plot_processes(len(views) + 8)
+    pages = overview_pages(spectra)
+    # at most: 3 summaries, the overview pages and one PDF part per spectrum
+    n_proc = plot_processes(3 + len(pages) + len(views))
     parts = split_views(views, 1 if n_proc == 1 else PDF_PARTS_PER_PROCESS * n_proc)
     part_files = [plots / f".spectra.part{i:03d}.pdf" for i in range(len(parts))]
     processes = sorted({p for v in views for p in v.mc_parts})
@@ -514,10 +508,7 @@ def _render(run_dir: Path, manifest: Mapping[str, Any], plots: Path) -> list[Pat
             "processing_summary.png",
             lambda: plot_processing_summary(manifest, info, plots / "processing_summary.png"),
         ),
-        *(
-            (page[0], functools.partial(plot_overview_page, page, info, plots))
-            for page in overview_pages(spectra)
-        ),
+        *((page[0], functools.partial(plot_overview_page, page, info, plots)) for page in pages),
         (
             "final_state_counts.png",
             lambda: plot_final_state_counts(manifest, info, plots / "final_state_counts.png"),

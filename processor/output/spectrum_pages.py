@@ -536,21 +536,3 @@ def split_views(views: list[SpectrumView], n_parts: int) -> list[list[SpectrumVi
     n_parts = max(1, min(n_parts, len(views)))
     bounds = [round(i * len(views) / n_parts) for i in range(n_parts + 1)]
     return [views[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
-
-
-def plot_spectra_pdf(
-    spectra: Mapping[str, list[SpectrumView]], info: LabelInfo, path: Path, cuts_text: str = ""
-) -> Path | None:
-    """``spectra.pdf``: one page per spectrum, groups in manifest order, a bookmark per page
-    (None: no spectra); ``cuts_text``: BumpNet's loader cuts in words
-    (:func:`readiness.loader_summary`). :func:`plots.make_plots` renders the same document
-    in parts on several processes."""
-    views = spectrum_views(spectra)
-    if not views:
-        return None
-    part = path.with_name(f".{path.name}.part")
-    try:
-        render_spectra_pages(views, info, part, cuts_text)
-        return join_spectra_parts([part], views, path)
-    finally:
-        part.unlink(missing_ok=True)

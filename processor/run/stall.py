@@ -93,10 +93,7 @@ class StallWatchdog:
         return (
             "a Dask worker died every time it ran one chunk"
             + (f" of {where.group(1)}" if where else "")
-            + " (killed for exceeding its memory limit, or crashed); measured worker memory "
-            f"{_mb(self._max_memory)} of a {_mb(self._limit)} limit: raise {self.memory_key} "
-            "(or lower executor.chunksize), then continue with runner.py --resume RUN_DIR "
-            "(finished chunks are checkpointed)"
+            + f" (killed for exceeding its memory limit, or crashed); {self._advice()}"
         )
 
     def _sample(self) -> tuple[int, list[dict[str, Any]]]:
@@ -120,9 +117,14 @@ class StallWatchdog:
         else:
             state = "no worker connected (killed and restarted for exceeding their memory?)"
         return (
-            f"the run stalled: no task finished for {idle_s:.0f} s with {state}; measured worker "
-            f"memory {_mb(self._max_memory)} of a {_mb(self._limit)} limit: raise "
-            f"{self.memory_key} (or lower executor.chunksize), then continue with "
+            f"the run stalled: no task finished for {idle_s:.0f} s with {state}; {self._advice()}"
+        )
+
+    def _advice(self) -> str:
+        """The end of every memory line: what was measured, what to raise, how to continue."""
+        return (
+            f"measured worker memory {_mb(self._max_memory)} of a {_mb(self._limit)} limit: "
+            f"raise {self.memory_key} (or lower executor.chunksize), then continue with "
             "runner.py --resume RUN_DIR (finished chunks are checkpointed)"
         )
 
